@@ -1,0 +1,81 @@
+"""Validate the answers before anything is written.
+
+Each check is a small function returning an error message or None, so the
+template tests can import and call them directly. On the first bad answer the
+hook prints one line naming the variable and exits 1; cookiecutter then removes
+the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+
+SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+PACKAGE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
+EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+def check_slug(slug: str) -> str | None:
+    if SLUG_PATTERN.match(slug):
+        return None
+    return (
+        f"project_slug {slug!r} is not valid: use lowercase letters, digits and single "
+        "hyphens, starting with a letter (e.g. 'billing-mailer')"
+    )
+
+
+def check_package_name(name: str) -> str | None:
+    if not PACKAGE_PATTERN.match(name):
+        return (
+            f"package_name {name!r} is not a valid Python package name: use lowercase "
+            "letters, digits and underscores, not starting with a digit (e.g. 'billing_mailer')"
+        )
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        return f"package_name {name!r} is a Python keyword: choose another name (e.g. '{name}_service')"
+    if name in sys.stdlib_module_names:
+        return f"package_name {name!r} shadows the standard library module: choose another name"
+    return None
+
+
+def check_email(variable: str, value: str) -> str | None:
+    if EMAIL_PATTERN.match(value) and ".." not in value:
+        return None
+    return f"{variable} {value!r} is not a valid email address: use the form name@example.com"
+
+
+def check_region(region: str) -> str | None:
+    if REGION_PATTERN.match(region):
+        return None
+    return f"ses_region {region!r} is not an AWS region name: use a form like 'us-east-1' or 'eu-west-1'"
+
+
+def check_answers(answers: dict[str, str]) -> list[str]:
+    """Every problem with the answers, one message each."""
+    checks = [
+        check_slug(answers["project_slug"]),
+        check_package_name(answers["package_name"]),
+        check_email("author_email", answers["author_email"]),
+        check_region(answers["ses_region"]) if answers["mail_provider"] == "ses" else None,
+    ]
+    return [message for message in checks if message]
+
+
+# Rendered by cookiecutter; Jinja's tojson never emits a single quote, so the raw
+# string cannot be cut short by any answer.
+ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''
+
+
+def main() -> int:
+    problems = check_answers(json.loads(ANSWERS_JSON))
+    if problems:
+        print(f"ERROR: {problems[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

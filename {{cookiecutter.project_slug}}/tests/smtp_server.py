@@ -1,0 +1,120 @@
+"""A real SMTP server for tests: STARTTLS with a trustme CA, AUTH required, faults on demand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trustme
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from {{ cookiecutter.package_name }}.devsmtp import Received, StoringHandler, TlsMode, server_tls_context, start_server
+
+USERNAME = "mailer"
+PASSWORD = "s3cret-Test-Passw0rd"
+
+
+class FaultyHandler(StoringHandler):
+    """Stores messages, but first answers with the queued faults.
+
+    `data_replies`: replies to the next DATA commands instead of accepting, e.g. "451 4.3.0 try later".
+    `refused`: recipients answered "550 5.1.1 unknown mailbox" at RCPT.
+    `delay`: seconds to stall before answering each DATA.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.data_replies: list[str] = []
+        self.refused: set[str] = set()
+        self.delay = 0.0
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        super().__init__(self._record)
+
+    def _record(self, received: Received) -> None:
+        with self._arrived:
+            self.received.append(received)
+            self._arrived.notify_all()
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refused:
+            return "550 5.1.1 unknown mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+        with self._lock:
+            reply = self.data_replies.pop(0) if self.data_replies else None
+        if reply is not None:
+            return reply
+        return await super().handle_DATA(server, session, envelope)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Block until at least `count` messages arrived; return them."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while len(self.received) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"expected {count} messages, got {len(self.received)}")
+                self._arrived.wait(remaining)
+            return list(self.received)
+
+
+class SmtpServer:
+    """A running test server and what a client needs to reach it."""
+
+    def __init__(self, handler: FaultyHandler, port: int, ca_file: Path, tls: TlsMode) -> None:
+        self.handler = handler
+        self.host = "127.0.0.1"
+        self.port = port
+        self.ca_file = ca_file
+        self.tls = tls
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def env(self) -> dict[str, str]:
+        """MAIL_* variables that point a client at this server."""
+        return {
+            "MAIL_SERVER": "localhost",
+            "MAIL_PORT": str(self.port),
+            "MAIL_USERNAME": USERNAME,
+            "MAIL_PASSWORD": PASSWORD,
+            "MAIL_FROM": "noreply@example.com",
+            "MAIL_FROM_NAME": "Test Sender",
+            "MAIL_STARTTLS": str(self.tls == "starttls").lower(),
+            "MAIL_SSL_TLS": str(self.tls == "implicit").lower(),
+            "MAIL_USE_CREDENTIALS": "true",
+            "MAIL_VALIDATE_CERTS": "true",
+            "MAIL_CERT_BUNDLE": str(self.ca_file),
+            "MAIL_TIMEOUT": "5",
+            "MAIL_RETRY_BASE_DELAY": "0.01",
+        }
+
+
+@contextmanager
+def running_server(ca: trustme.CA, ca_file: Path, tls: TlsMode = "starttls") -> Iterator[SmtpServer]:
+    """Run a server on a free loopback port for the duration of the block."""
+    handler = FaultyHandler()
+    controller = start_server(
+        handler,
+        host="127.0.0.1",
+        tls=tls,
+        tls_context=None if tls == "plain" else server_tls_context(ca, "localhost", "127.0.0.1"),
+        users={USERNAME: PASSWORD},
+    )
+    try:
+        yield SmtpServer(handler, controller.port, ca_file, tls)
+    finally:
+        controller.stop()
