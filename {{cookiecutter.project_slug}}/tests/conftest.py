@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 import trustme
+from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.mail import MailSettings
+from {{ cookiecutter.package_name }}.main import create_app
 
 from .smtp_server import SmtpServer, running_server
+
+SERVICE_VARIABLE_PREFIXES = ("MAIL_", "API_", "MAX_", "DEV_", "LOG_LEVEL"{% if cookiecutter.delivery == "celery" %}, "CELERY_"{% endif %})
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +35,7 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     """No test reads the developer's .env or MAIL_* variables."""
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith(("MAIL_", "API_", "CELERY_", "DEV_")):
+        if name.startswith(SERVICE_VARIABLE_PREFIXES):
             monkeypatch.delenv(name)
 
 
@@ -52,3 +56,27 @@ def mail_settings(smtp_server: SmtpServer) -> MailSettings:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+API_KEY = "test-api-key-0123456789"
+ROTATED_API_KEY = "rotated-api-key-9876543210"
+
+
+def service(monkeypatch: pytest.MonkeyPatch, **env: str) -> TestClient:
+    """The service configured from the environment plus `env`; use it in a `with` block (runs the lifespan)."""
+    monkeypatch.setenv("API_KEYS", f"{API_KEY},{ROTATED_API_KEY}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return TestClient(create_app())
+
+
+@pytest.fixture
+def client(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The service, delivering to `smtp_server`; accepts API_KEY and ROTATED_API_KEY."""
+    with service(monkeypatch) as test_client:
+        yield test_client
+
+
+def auth(key: str = API_KEY) -> dict[str, str]:
+    """The Authorization header for `key`."""
+    return {"Authorization": f"Bearer {key}"}

@@ -23,6 +23,7 @@ class FaultyHandler(StoringHandler):
     `data_replies`: replies to the next DATA commands instead of accepting, e.g. "451 4.3.0 try later".
     `refused`: recipients answered "550 5.1.1 unknown mailbox" at RCPT.
     `delay`: seconds to stall before answering each DATA.
+    `connections`: the server side of every client connection, in the order they said EHLO.
     """
 
     def __init__(self) -> None:
@@ -30,6 +31,7 @@ class FaultyHandler(StoringHandler):
         self.data_replies: list[str] = []
         self.refused: set[str] = set()
         self.delay = 0.0
+        self.connections: list[SMTP] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         super().__init__(self._record)
@@ -38,6 +40,32 @@ class FaultyHandler(StoringHandler):
         with self._arrived:
             self.received.append(received)
             self._arrived.notify_all()
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        with self._lock:
+            if not any(known is server for known in self.connections):
+                self.connections.append(server)
+        return responses
+
+    def open_connections(self) -> int:
+        """How many client connections are still open."""
+        return sum(1 for server in self.connections if server.transport is not None)
+
+    def drop_connections(self) -> None:
+        """Close every client connection from the server side (as a server's idle timeout does); wait for it."""
+        for server in list(self.connections):
+            closed = threading.Event()
+
+            def drop(server: SMTP = server, closed: threading.Event = closed) -> None:
+                if server.transport is not None:
+                    server.transport.abort()
+                server.loop.call_soon(closed.set)  # after the transport's own close callbacks
+
+            server.loop.call_soon_threadsafe(drop)
+            closed.wait(5.0)
 
     async def handle_RCPT(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

@@ -7,6 +7,7 @@ as an `.eml` file in the inbox folder.
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import time
@@ -23,6 +24,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 TlsMode = Literal["starttls", "implicit", "plain"]
+
+# aiosmtpd warns about its own deprecated attribute on every successful login; that is noise here.
+logging.getLogger("mail.log").addFilter(lambda record: "login_data is deprecated" not in record.getMessage())
 
 DEV_USERNAME = "dev"
 DEV_PASSWORD = "dev"  # noqa: S105 - the embedded server's fixed, documented development login

@@ -12,7 +12,7 @@ import math
 import ssl
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from fastapi_mail import ConnectionConfig
 from pydantic import (
@@ -42,13 +42,16 @@ class MailSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MAIL_",
         env_file=".env",
+        env_ignore_empty=True,
         extra="ignore",
         populate_by_name=True,
         frozen=True,
     )
 
     server: str = Field(min_length=1, description="SMTP host name or IP address.")
-    port: int = Field(ge=1, le=65535, description="SMTP port: usually 587 for STARTTLS, 465 for implicit TLS.")
+    port: int = Field(
+        ge=1, le=65535, description="SMTP port: usually 587 for STARTTLS, 465 for implicit TLS."
+    )
     username: str = Field(default="", description="Login user name.")
     password: SecretStr = Field(default=SecretStr(""), description="Login password; never printed or logged.")
     from_address: EmailStr = Field(
@@ -65,15 +68,24 @@ class MailSettings(BaseSettings):
     )
     timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds allowed for each SMTP step.")
     allow_port_mismatch: bool = Field(
-        default=False, description="Accept a port that does not match the TLS mode (465 with STARTTLS, 587 with implicit TLS)."
+        default=False,
+        description="Accept a port that does not match the TLS mode (465 with STARTTLS, 587 with implicit TLS).",
     )
     pool_size: int = Field(default=4, ge=1, le=64, description="SMTP sessions kept open for sending.")
     pool_idle_timeout: float = Field(
         default=30.0, gt=0, description="Seconds an idle pooled session is kept before it is closed."
     )
-    max_retries: int = Field(default=3, ge=0, le=20, description="Retries of a transient failure (4xx reply, timeout, lost connection).")
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Retries of a transient failure (4xx reply, timeout, lost connection).",
+    )
     retry_base_delay: float = Field(
-        default=0.5, ge=0, le=60, description="Seconds before the first retry; doubles with each retry, plus jitter."
+        default=0.5,
+        ge=0,
+        le=60,
+        description="Seconds before the first retry; doubles with each retry, plus jitter.",
     )
 
     @model_validator(mode="after")
@@ -174,12 +186,12 @@ def security_problems(settings: MailSettings) -> list[str]:
 
 
 def env_name(model: type[BaseSettings], field: str) -> str:
-    """The environment variable that sets `field` of `model`."""
+    """The environment variable that sets `field` (a field name or its alias) of `model`."""
     info = model.model_fields.get(field)
-    if info is not None and isinstance(info.validation_alias, AliasChoices):
-        first = info.validation_alias.choices[0]
-        if isinstance(first, str):
-            return first
+    if info is None:  # pydantic reports aliased fields by their alias, already the variable's name
+        return field.upper()
+    if isinstance(info.validation_alias, AliasChoices) and isinstance(info.validation_alias.choices[0], str):
+        return info.validation_alias.choices[0]
     prefix = str(model.model_config.get("env_prefix", ""))
     return f"{prefix}{field}".upper()
 
@@ -193,7 +205,9 @@ def describe_errors(model: type[BaseSettings], error: ValidationError) -> list[s
         if not location:
             messages.append(message)
         elif detail["type"] == "missing":
-            messages.append(f"{env_name(model, str(location[0]))} is required: set it in the environment or .env (see .env.example)")
+            messages.append(
+                f"{env_name(model, str(location[0]))} is required: set it in the environment or .env (see .env.example)"
+            )
         else:
             messages.append(f"{env_name(model, str(location[0]))}: {message}")
     return messages

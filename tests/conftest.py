@@ -1,0 +1,57 @@
+"""Rendering helpers shared by the template tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+CONTEXT = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+PROVIDERS: list[str] = CONTEXT["mail_provider"]
+DELIVERIES: list[str] = CONTEXT["delivery"]
+
+
+def render(output_dir: Path, **answers: str) -> Path:
+    """Render the template with `answers` over the defaults; return the project folder."""
+    project = cookiecutter(
+        str(TEMPLATE), no_input=True, output_dir=str(output_dir), extra_context=answers, overwrite_if_exists=True
+    )
+    return Path(project)
+
+
+def run_project_tests(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a rendered project's pytest suite with this interpreter (its dependencies are installed here)."""
+    environment = {**os.environ, "PYTHONPATH": str(project / "src"), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The defaults, rendered once per session; tests must not modify it."""
+    return render(tmp_path_factory.mktemp("default"))
+
+
+@pytest.fixture(scope="session")
+def celery_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """delivery=celery, rendered once per session; tests must not modify it."""
+    return render(tmp_path_factory.mktemp("celery"), delivery="celery")
+
+
+def answers_id(answers: dict[str, Any]) -> str:
+    """A readable test id for a set of answers."""
+    return ",".join(f"{key}={value}" for key, value in answers.items()) or "defaults"

@@ -1,0 +1,64 @@
+"""The rendered project passes its own suite, mypy --strict, and, from a fresh virtualenv, every make target."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import DELIVERIES, render, run_project_tests
+
+
+def test_default_project_suite_passes(default_project: Path) -> None:
+    result = run_project_tests(default_project)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("delivery", DELIVERIES)
+def test_generated_code_passes_mypy_strict(tmp_path: Path, delivery: str) -> None:
+    project = render(tmp_path, delivery=delivery)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "src", "tests"],
+        cwd=project,
+        env={**os.environ, "MYPYPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:]
+
+
+def make(project: Path, target: str, env: dict[str, str]) -> None:
+    result = subprocess.run(
+        ["make", target], cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, f"make {target}:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delivery", DELIVERIES)
+def test_fresh_render_passes_setup_test_lint_and_pre_commit(tmp_path: Path, delivery: str) -> None:
+    """What a user runs first: `make setup`, `make test`, `make lint`, `pre-commit run --all-files`."""
+    project = render(tmp_path, delivery=delivery)
+    # The user's shell: no virtualenv of ours, no PYTHONPATH.
+    env = {key: value for key, value in os.environ.items() if key not in {"VIRTUAL_ENV", "PYTHONPATH"}}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not p.endswith("/.venv/bin"))
+    make(project, "setup", env)
+    assert (project / ".env").read_text() == (project / ".env.example").read_text()
+    make(project, "test", env)
+    make(project, "lint", env)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    hooks = subprocess.run(
+        [str(project / ".venv/bin/pre-commit"), "run", "--all-files"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert hooks.returncode == 0, hooks.stdout[-6000:]

@@ -1,0 +1,1 @@
+"""The mail service: `main` builds the app, `cli` holds the commands, `mail` sends."""

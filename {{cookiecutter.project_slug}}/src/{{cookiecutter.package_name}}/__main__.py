@@ -1,0 +1,7 @@
+"""`python -m {{ cookiecutter.package_name }}`: see `cli.py`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

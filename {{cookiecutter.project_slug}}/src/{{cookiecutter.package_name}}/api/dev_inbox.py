@@ -1,0 +1,193 @@
+"""Development only: a page listing what the embedded SMTP server received (mounted when DEV_MODE is on).
+
+The messages are the `.eml` files `devsmtp.start_dev_server` writes to `<DEV_SMTP_DIR>/inbox`.
+The page polls `GET /dev/inbox/messages` with `If-None-Match`, so an unchanged inbox costs a
+directory listing and a 304. An email's HTML is served with a CSP that sandboxes it and forbids
+scripts, and the page shows it in an `<iframe sandbox>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from .deps import SettingsDep
+
+STATIC = Path(__file__).parent / "static"
+ASSETS = {"inbox.css": "text/css", "inbox.js": "text/javascript"}
+MESSAGE_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")  # the names save_to_inbox gives, without `.eml`
+MAX_LISTED = 200
+HEADER_BYTES = 64 * 1024  # enough for the headers of any message the service sends
+PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-src 'self'; img-src 'self' data:"
+# `sandbox` without allow-scripts: even opened on its own, an email's HTML runs no script and gets an opaque origin.
+EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; font-src data:"
+
+router = APIRouter(prefix="/dev/inbox", tags=["dev inbox"], include_in_schema=False)
+
+
+class MessageSummary(BaseModel):
+    """One row of the inbox."""
+
+    id: str
+    received: datetime
+    from_: str = Field(serialization_alias="from")
+    to: str
+    subject: str
+    notification_id: str | None
+    size: int
+
+
+class Inbox(BaseModel):
+    """The newest messages, newest first; `total` counts them all."""
+
+    total: int
+    messages: list[MessageSummary]
+
+
+class MessageDetail(MessageSummary):
+    """One message: its headers in order, and its text and HTML parts (null when absent)."""
+
+    cc: str
+    headers: list[tuple[str, str]]
+    text: str | None
+    html: str | None
+
+
+def inbox_folder(settings: SettingsDep) -> Path:
+    """Where the dev SMTP server stores messages."""
+    return settings.api.dev_smtp_dir / "inbox"
+
+
+InboxDep = Annotated[Path, Depends(inbox_folder)]
+
+
+def message_file(message_id: str, inbox: InboxDep) -> Path:
+    """The stored file of `message_id`; 404 unless the id has exactly the stored form and the file exists."""
+    if MESSAGE_ID.fullmatch(message_id) and (path := inbox / f"{message_id}.eml").is_file():
+        return path
+    raise HTTPException(status.HTTP_404_NOT_FOUND, "no such message in the dev inbox")
+
+
+MessageFileDep = Annotated[Path, Depends(message_file)]
+
+
+def stored_messages(inbox: Path) -> list[tuple[Path, int, float]]:
+    """(path, size, mtime) of every stored message, newest first."""
+    if not inbox.is_dir():
+        return []
+    found = []
+    for path in inbox.glob("*.eml"):
+        if MESSAGE_ID.fullmatch(path.stem):
+            stat = path.stat()
+            found.append((path, stat.st_size, stat.st_mtime))
+    return sorted(found, key=lambda entry: (entry[2], entry[0].name), reverse=True)
+
+
+def parse(data: bytes, *, headers_only: bool = False) -> EmailMessage:
+    """Parse a stored message with the modern email policy."""
+    message: EmailMessage = BytesParser(policy=default_policy).parsebytes(data, headersonly=headers_only)
+    return message
+
+
+def summarize(path: Path, size: int, mtime: float, message: EmailMessage) -> MessageSummary:
+    """The list row of a parsed message."""
+    return MessageSummary(
+        id=path.stem,
+        received=datetime.fromtimestamp(mtime, tz=UTC),
+        from_=str(message.get("From", "")),
+        to=str(message.get("To", "")),
+        subject=str(message.get("Subject", "")),
+        notification_id=message.get("X-Notification-ID"),
+        size=size,
+    )
+
+
+def body_text(message: EmailMessage, subtype: str) -> str | None:
+    """The decoded `text/<subtype>` body, or None when the message has none."""
+    part = message.get_body(preferencelist=(subtype,))
+    if part is None:
+        return None
+    try:
+        content: str = part.get_content()
+    except LookupError:  # an unknown charset: show what can be shown
+        return (part.get_payload(decode=True) or b"").decode("utf-8", errors="replace")  # type: ignore[union-attr]
+    return content
+
+
+@router.get("")
+async def page() -> FileResponse:
+    """The inbox page."""
+    return FileResponse(STATIC / "inbox.html", headers={"Content-Security-Policy": PAGE_CSP})
+
+
+@router.get("/assets/{name}")
+async def asset(name: str) -> FileResponse:
+    """The page's stylesheet and script (a fixed list; nothing else in the folder is served)."""
+    if name not in ASSETS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such asset")
+    return FileResponse(STATIC / name, media_type=ASSETS[name])
+
+
+@router.get("/messages")
+def list_messages(inbox: InboxDep, if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """The newest messages; answers 304 to `If-None-Match: <ETag>` while the inbox is unchanged."""
+    stored = stored_messages(inbox)
+    fingerprint = hashlib.sha256(repr([(path.name, size) for path, size, _ in stored]).encode()).hexdigest()
+    etag = f'"{fingerprint[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if if_none_match == etag:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    rows = []
+    for path, size, mtime in stored[:MAX_LISTED]:
+        with path.open("rb") as file:
+            rows.append(summarize(path, size, mtime, parse(file.read(HEADER_BYTES), headers_only=True)))
+    return Response(
+        Inbox(total=len(stored), messages=rows).model_dump_json(by_alias=True),
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@router.get("/messages/{message_id}")
+def get_message(path: MessageFileDep) -> MessageDetail:
+    """One message: headers (X-Notification-ID among them), text part and HTML part."""
+    stat = path.stat()
+    message = parse(path.read_bytes())
+    summary = summarize(path, stat.st_size, stat.st_mtime, message)
+    return MessageDetail(
+        **summary.model_dump(),
+        cc=str(message.get("Cc", "")),
+        headers=[(name, str(value)) for name, value in message.items()],
+        text=body_text(message, "plain"),
+        html=body_text(message, "html"),
+    )
+
+
+@router.get("/messages/{message_id}/html")
+def message_html(path: MessageFileDep) -> Response:
+    """The HTML part, sandboxed by its Content-Security-Policy; 404 when the message has none."""
+    html = body_text(parse(path.read_bytes()), "html")
+    if html is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "this message has no HTML part")
+    headers = {
+        "Content-Security-Policy": EMAIL_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+    return Response(html, media_type="text/html", headers=headers)
+
+
+@router.get("/messages/{message_id}/raw")
+def message_raw(path: MessageFileDep) -> FileResponse:
+    """The message exactly as received, as an `.eml` download."""
+    return FileResponse(path, media_type="message/rfc822", filename=path.name)

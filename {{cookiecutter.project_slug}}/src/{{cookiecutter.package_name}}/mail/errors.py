@@ -1,0 +1,121 @@
+"""Delivery errors: transient ones are worth retrying, permanent ones are not.
+
+`classify` turns whatever aiosmtplib, asyncio or the socket layer raised into one of
+them, with a one-line message that says what failed, the server's reply, and what to
+change. The original exception stays attached as `__cause__`.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable, Iterator
+
+import aiosmtplib
+
+__all__ = ["MailError", "PermanentMailError", "TransientMailError", "classify"]
+
+REDACTED = "***"
+
+_CONNECT_HINT = "check MAIL_SERVER and MAIL_PORT, and that the server is reachable"
+_TIMEOUT_HINT = "the server did not answer within MAIL_TIMEOUT seconds"
+_LOGIN_HINT = "check MAIL_USERNAME and MAIL_PASSWORD"
+_CERT_HINT = (
+    "set MAIL_CERT_BUNDLE to the CA file that signed the server certificate, "
+    "and check that MAIL_SERVER is the name on the certificate"
+)
+_NO_AUTH_HINT = "set MAIL_USE_CREDENTIALS=false if the server takes no login"
+_TLS_HINT = "check MAIL_PORT against the TLS mode (MAIL_STARTTLS=true for 587, MAIL_SSL_TLS=true for 465)"
+
+
+class MailError(Exception):
+    """Sending failed. The message is one line and never contains a secret."""
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, reply_code: int | None = None) -> None:
+        super().__init__(message)
+        self.reply_code = reply_code
+
+
+class TransientMailError(MailError):
+    """A failure that may pass: lost connection, timeout, 4xx reply. Retried."""
+
+    transient = True
+
+
+class PermanentMailError(MailError):
+    """A failure that will repeat: 5xx reply, refused login, bad TLS or settings. Not retried."""
+
+    transient = False
+
+
+def classify(error: BaseException, action: str = "sending", secrets: Iterable[str] = ()) -> MailError:
+    """The `MailError` for `error`, raised while doing `action` (e.g. "connect to host:587").
+
+    Each of `secrets` is replaced by "***" in the message. The result's `__cause__` is `error`.
+    """
+    if isinstance(error, MailError):
+        return error
+    transient, reply_code, detail = _describe(error)
+    message = " ".join(f"{action} failed: {detail}".split())
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, REDACTED)
+    kind = TransientMailError if transient else PermanentMailError
+    result = kind(message, reply_code=reply_code)
+    result.__cause__ = error
+    return result
+
+
+def _describe(error: BaseException) -> tuple[bool, int | None, str]:
+    """(transient, reply code, detail with a hint) for `error`."""
+    tls_error = next((cause for cause in _causes(error) if isinstance(cause, ssl.SSLError)), None)
+    if isinstance(tls_error, ssl.SSLCertVerificationError):
+        reason = tls_error.verify_message or tls_error.reason or "verification failed"
+        return False, None, f"TLS certificate not trusted ({reason}): {_CERT_HINT}"
+    if tls_error is not None:
+        return False, None, f"TLS handshake failed ({tls_error.reason or tls_error}): {_TLS_HINT}"
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refusal.code for refusal in error.recipients]
+        refusals = ", ".join(f"{r.recipient} ({r.code} {r.message})" for r in error.recipients)
+        permanent = [code for code in codes if code >= 500]
+        code = permanent[0] if permanent else (codes[0] if codes else None)
+        return not permanent, code, f"every recipient was refused: {refusals}"
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        hint = f": {_LOGIN_HINT}" if isinstance(error, aiosmtplib.SMTPAuthenticationError) else ""
+        return 400 <= error.code < 500, error.code, f"server replied {error.code} {error.message}{hint}"
+    if isinstance(error, TimeoutError):
+        return True, None, f"{_text(error) or 'timed out'}: {_TIMEOUT_HINT}"
+    if isinstance(error, OSError):
+        return True, None, f"{_os_text(error)}: {_CONNECT_HINT}"
+    if isinstance(error, aiosmtplib.SMTPException):
+        text = _text(error)
+        hint = _TLS_HINT if "TLS" in text else _NO_AUTH_HINT if "AUTH" in text else "check the settings"
+        return False, None, f"{text}: {hint}"
+    if isinstance(error, ValueError):
+        return False, None, _text(error)
+    return False, None, f"{type(error).__name__}: {_text(error)}"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and the exceptions it was raised from (`raise ... from`), newest first."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__
+
+
+def _text(error: BaseException) -> str:
+    message = getattr(error, "message", None)
+    return str(message if isinstance(message, str) else error)
+
+
+def _os_text(error: BaseException) -> str:
+    """The operating system's reason ("Connection refused") when there is one."""
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return os.strerror(cause.errno).lower()
+    return _text(error) or type(error).__name__

@@ -1,0 +1,333 @@
+"""`Mailer`: sends fastapi-mail messages over a small pool of authenticated SMTP sessions.
+
+fastapi-mail's `FastMail.send_message` opens a connection, negotiates TLS with a new TLS
+context, logs in, sends and quits for every call. `Mailer` keeps up to
+`MAIL_POOL_SIZE` sessions open and reuses them, with one TLS context for every
+connection, so a message costs a single SMTP transaction. Messages are still built by
+fastapi-mail (templates, attachments, headers), once per message.
+
+Transient failures (lost connection, timeout, 4xx reply) are retried with exponential
+backoff and jitter; permanent ones (5xx reply, refused login, TLS or settings problems)
+are raised at once. A session that failed is closed, never reused. A pooled session that
+idled past `MAIL_POOL_IDLE_TIMEOUT` is closed; one the server closed is replaced without
+counting as an attempt.
+
+A `Mailer` belongs to the event loop that first uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Self
+
+import aiosmtplib
+from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
+from fastapi_mail import FastMail, MessageSchema
+
+from .errors import MailError, TransientMailError, classify
+from .settings import MailSettings
+
+__all__ = ["DeliveryResult", "Mailer"]
+
+logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT = 1.0
+"""Seconds granted to QUIT when the mailer closes its sessions."""
+
+_LISTED_RECIPIENTS = 3
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What the server accepted for one message.
+
+    `refused` maps each refused recipient to the server's reply ("550 5.1.1 unknown mailbox");
+    `attempts` counts delivery attempts, 1 when the first one succeeded.
+    """
+
+    message_id: str
+    accepted: tuple[str, ...]
+    refused: Mapping[str, str]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """A message built once and flattened to the bytes every attempt sends."""
+
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    mail_options: tuple[str, ...]
+
+    @property
+    def action(self) -> str:
+        listed = ", ".join(self.recipients[:_LISTED_RECIPIENTS])
+        more = len(self.recipients) - _LISTED_RECIPIENTS
+        return f"sending {self.message_id} to {listed}" + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(eq=False)
+class _Session:
+    """A connected, authenticated SMTP session owned by the pool."""
+
+    smtp: aiosmtplib.SMTP
+    transport: asyncio.BaseTransport | None
+    sent: int = 0
+    idle_since: float = 0.0
+    expiry: asyncio.TimerHandle | None = None
+
+
+class Mailer:
+    """Sends `fastapi_mail.MessageSchema` messages over up to `settings.pool_size` SMTP sessions.
+
+    Use it as `async with Mailer(settings) as mailer:` or call `await mailer.aclose()`.
+    """
+
+    def __init__(self, settings: MailSettings) -> None:
+        self._settings = settings
+        self._fastmail = FastMail(settings.connection_config())
+        self._where = f"{settings.server}:{settings.port}"
+        self._secrets = (settings.password.get_secret_value(),)
+        self._slots = asyncio.Semaphore(settings.pool_size)
+        self._idle: list[_Session] = []
+        self._local_hostname: str | None = None
+        self._in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def send(self, message: MessageSchema) -> DeliveryResult:
+        """Send `message`; raises `MailError` when it cannot be delivered after the retries."""
+        self._ensure_open()
+        self._in_flight += 1
+        self._drained.clear()
+        try:
+            envelope = await self._envelope(message)
+            return await self._deliver(envelope)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._drained.set()
+
+    async def send_many(self, messages: Iterable[MessageSchema]) -> list[DeliveryResult | MailError]:
+        """Send `messages` concurrently over the pool.
+
+        Returns, in input order, each message's `DeliveryResult` or the `MailError` it failed with;
+        one failure never stops the others.
+        """
+        self._ensure_open()
+        numbered = list(enumerate(messages))
+        queue = iter(numbered)
+        results: dict[int, DeliveryResult | MailError] = {}
+
+        async def worker() -> None:
+            for index, message in queue:
+                try:
+                    results[index] = await self.send(message)
+                except MailError as error:
+                    results[index] = error
+
+        await asyncio.gather(*(worker() for _ in range(min(self._settings.pool_size, len(numbered)))))
+        return [results[index] for index in range(len(numbered))]
+
+    async def aclose(self) -> None:
+        """Wait for the sends in flight, then QUIT and close every session. Safe to call twice."""
+        self._closed = True
+        await self._drained.wait()
+        sessions, self._idle = self._idle, []
+        await asyncio.gather(*(self._quit(session) for session in sessions))
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Mailer is closed; create a new one")
+
+    async def _envelope(self, message: MessageSchema) -> _Envelope:
+        """Build the MIME message with fastapi-mail and flatten it, once for all attempts."""
+        try:
+            built = await self._fastmail.get_message(message)
+            mime = built[0] if isinstance(built, list) else built
+            sender = extract_sender(mime)
+            recipients = tuple(extract_recipients(mime))
+            if not sender or not recipients:
+                raise ValueError("the message needs a sender and at least one recipient")
+            utf8 = not all(address.isascii() for address in (sender, *recipients))
+            return _Envelope(
+                message_id=str(mime.get("Message-ID", "")),
+                sender=sender,
+                recipients=recipients,
+                data=flatten_message(mime, utf8=utf8, cte_type="7bit"),
+                mail_options=("SMTPUTF8",) if utf8 else (),
+            )
+        except Exception as error:
+            raise classify(error, "building the message", self._secrets) from error
+
+    async def _deliver(self, envelope: _Envelope) -> DeliveryResult:
+        """Attempt delivery until it succeeds, fails permanently or runs out of retries."""
+        retries = self._settings.max_retries
+        attempt = 1
+        while True:
+            try:
+                refused = await self._attempt(envelope)
+            except TransientMailError as error:
+                if attempt > retries:
+                    if attempt == 1:
+                        raise
+                    raise TransientMailError(
+                        f"{error} (gave up after {attempt} attempts)", reply_code=error.reply_code
+                    ) from error.__cause__
+                delay = self._backoff(attempt)
+                logger.warning("%s; retry %d of %d in %.2f s", error, attempt, retries, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+            else:
+                return self._result(envelope, refused, attempt)
+
+    async def _attempt(self, envelope: _Envelope) -> dict[str, aiosmtplib.SMTPResponse]:
+        """One SMTP transaction; returns the refused recipients.
+
+        A pooled session that turns out to be closed by the server is replaced, and the
+        transaction repeated on a new session, without counting as an attempt.
+        """
+        while True:
+            session = await self._acquire()
+            try:
+                refused, _ = await session.smtp.sendmail(
+                    envelope.sender, envelope.recipients, envelope.data, mail_options=envelope.mail_options
+                )
+            except BaseException as error:
+                self._discard(session)
+                if not isinstance(error, Exception):
+                    raise
+                if session.sent and _is_disconnect(error):
+                    logger.debug("the server closed a pooled session to %s; replacing it", self._where)
+                    continue
+                raise classify(error, envelope.action, self._secrets) from error
+            session.sent += 1
+            self._release(session)
+            return refused
+
+    def _result(
+        self, envelope: _Envelope, refused: Mapping[str, aiosmtplib.SMTPResponse], attempts: int
+    ) -> DeliveryResult:
+        refusals = {address: f"{reply.code} {reply.message}" for address, reply in refused.items()}
+        accepted = tuple(address for address in envelope.recipients if address not in refusals)
+        if refusals:
+            logger.warning(
+                "%s: the server refused %s; accepted %d other recipient(s)",
+                envelope.message_id,
+                ", ".join(f"{address} ({reply})" for address, reply in refusals.items()),
+                len(accepted),
+            )
+        return DeliveryResult(envelope.message_id, accepted, refusals, attempts)
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry `attempt`: retry_base_delay * 2**(attempt-1), +-50% jitter."""
+        jitter = random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
+        return float(self._settings.retry_base_delay * 2 ** (attempt - 1) * jitter)
+
+    async def _acquire(self) -> _Session:
+        """A live pooled session, or a new one when none is idle; waits while all are busy."""
+        await self._slots.acquire()
+        try:
+            now = asyncio.get_running_loop().time()
+            while self._idle:
+                session = self._idle.pop()
+                if session.expiry is not None:
+                    session.expiry.cancel()
+                if session.smtp.is_connected and now - session.idle_since < self._settings.pool_idle_timeout:
+                    return session
+                _abort(session)
+            return await self._open()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _release(self, session: _Session) -> None:
+        """Return a healthy session to the pool; it is closed if it stays idle too long."""
+        loop = asyncio.get_running_loop()
+        session.idle_since = loop.time()
+        session.expiry = loop.call_later(self._settings.pool_idle_timeout, self._expire, session)
+        self._idle.append(session)
+        self._slots.release()
+
+    def _discard(self, session: _Session) -> None:
+        """Close a session that failed; it never goes back to the pool."""
+        _abort(session)
+        self._slots.release()
+
+    def _expire(self, session: _Session) -> None:
+        if session in self._idle:
+            self._idle.remove(session)
+            logger.debug(
+                "closing an SMTP session to %s idle for %.0f s", self._where, self._settings.pool_idle_timeout
+            )
+            _abort(session)
+
+    async def _open(self) -> _Session:
+        """Connect, upgrade to TLS and log in, each step bounded by settings.timeout."""
+        settings = self._settings
+        smtp = aiosmtplib.SMTP(
+            hostname=settings.server,
+            port=settings.port,
+            timeout=settings.timeout,
+            use_tls=settings.ssl_tls,
+            start_tls=False,
+            tls_context=settings.tls_context if settings.encrypted else None,
+            local_hostname=self._local_hostname,
+        )
+        action = f"connect to {self._where}"
+        try:
+            await smtp.connect()
+            self._local_hostname = smtp.local_hostname
+            if settings.starttls:
+                action = f"STARTTLS with {self._where}"
+                await smtp.starttls()
+            if settings.use_credentials:
+                action = f"login to {self._where}"
+                await smtp.login(settings.username, settings.password.get_secret_value())
+        except BaseException as error:
+            _abort(_Session(smtp, smtp.transport))
+            if isinstance(error, Exception):
+                raise classify(error, action, self._secrets) from error
+            raise
+        logger.debug("opened an SMTP session to %s", self._where)
+        return _Session(smtp, smtp.transport)
+
+    async def _quit(self, session: _Session) -> None:
+        """Say QUIT (bounded by CLOSE_TIMEOUT, errors ignored), then close the socket."""
+        if session.expiry is not None:
+            session.expiry.cancel()
+        with contextlib.suppress(Exception):
+            await session.smtp.quit(timeout=min(CLOSE_TIMEOUT, self._settings.timeout))
+        _abort(session)
+
+
+def _is_disconnect(error: Exception) -> bool:
+    """True when the server closed the session (lost connection or "421 closing")."""
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return error.code == 421
+    return isinstance(error, aiosmtplib.SMTPServerDisconnected)
+
+
+def _abort(session: _Session) -> None:
+    """Close the session's socket now, without QUIT or TLS goodbye; never raises."""
+    with contextlib.suppress(Exception):
+        for transport in (session.transport, session.smtp.transport):
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
+            elif transport is not None:
+                transport.close()
+        session.smtp.close()

@@ -1,0 +1,80 @@
+"""What a notification is, and how it becomes an email."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from fastapi_mail import MessageSchema, MessageType
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, NameEmail, field_validator
+
+from .mail.templates import EmailTemplates
+
+NOTIFICATION_ID_HEADER = "X-Notification-ID"
+TEMPLATES = EmailTemplates(Path(__file__).parent / "templates" / "email")
+
+
+class NotificationContent(BaseModel):
+    """The fields a caller sends to `POST /notifications`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: list[EmailStr] = Field(min_length=1, description="Recipients.")
+    cc: list[EmailStr] = Field(default_factory=list, description="Copy recipients.")
+    reply_to: EmailStr | None = Field(default=None, description="Address replies go to.")
+    subject: str = Field(min_length=1, max_length=998, description="Subject line; no line breaks.")
+    body: str = Field(min_length=1, description="Plain-text body.")
+    format: Literal["html", "text"] = Field(
+        default="html", description="`html`: text plus an HTML version from the template; `text`: text only."
+    )
+
+    @field_validator("subject")
+    @classmethod
+    def _single_line(cls, subject: str) -> str:
+        if "\r" in subject or "\n" in subject:
+            raise ValueError("must not contain CR or LF (header injection)")
+        return subject
+
+
+class Notification(NotificationContent):
+    """A notification accepted for delivery; `id` travels in the X-Notification-ID header."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def bare(addresses: list[str]) -> list[NameEmail]:
+    """Addresses without display names (pydantic would invent one from the local part)."""
+    return [NameEmail(name=address, email=address) for address in addresses]
+
+
+def to_message(notification: Notification, service_name: str) -> MessageSchema:
+    """The email for `notification`: plain text, plus HTML from the template when asked."""
+    headers = {NOTIFICATION_ID_HEADER: notification.id}
+    to, cc = bare(notification.to), bare(notification.cc)
+    reply_to = bare([notification.reply_to] if notification.reply_to else [])
+    if notification.format == "text":
+        return MessageSchema(
+            recipients=to,
+            cc=cc,
+            reply_to=reply_to,
+            subject=notification.subject,
+            body=notification.body,
+            subtype=MessageType.plain,
+            headers=headers,
+        )
+    context = {
+        "subject": notification.subject,
+        "body": notification.body,
+        "service_name": service_name,
+        "notification_id": notification.id,
+    }
+    return TEMPLATES.message(
+        "notification",
+        context,
+        recipients=to,
+        cc=cc,
+        reply_to=reply_to,
+        subject=notification.subject,
+        headers=headers,
+    )

@@ -1,0 +1,95 @@
+"""Service settings: the API's own variables, and the mail settings beside them.
+
+Both are read from the environment and from `.env` in the working directory (the
+environment wins). `Settings.from_env()` reports every bad variable at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .mail import MailSettings, SettingsError
+from .mail.settings import SettingsT, describe_errors
+
+MIN_API_KEY_LENGTH = 16
+
+
+class ApiSettings(BaseSettings):
+    """Who may call the API and how large a request may be."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True)
+
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        description="Comma-separated bearer keys accepted by the API; list several to rotate keys without downtime."
+    )
+    max_recipients: int = Field(
+        default=50, ge=1, le=1000, description="Most recipients (to + cc) in one notification."
+    )
+    max_body_bytes: int = Field(
+        default=100 * 1024,
+        ge=1,
+        le=10 * 1024 * 1024,
+        description="Largest notification body, in UTF-8 bytes.",
+    )
+    dev_mode: bool = Field(default=False, description="Development only: mount the dev inbox at /dev/inbox.")
+    dev_smtp_dir: Path = Field(
+        default=Path(".dev-smtp"), description="Folder of the embedded dev SMTP server (CA and inbox)."
+    )
+    log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if not keys:
+            raise ValueError("set at least one key (comma-separated for rotation)")
+        if any(len(key.get_secret_value()) < MIN_API_KEY_LENGTH for key in keys):
+            raise ValueError(
+                f"every key needs at least {MIN_API_KEY_LENGTH} characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return keys
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, level: str) -> str:
+        if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return level.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    api: ApiSettings
+    mail: MailSettings
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Load both groups; raise `SettingsError` naming every bad variable (never a value)."""
+        problems: list[str] = []
+        api = _load(ApiSettings, problems)
+        mail = _load(MailSettings, problems)
+        if api is None or mail is None:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+        return cls(api=api, mail=mail)
+
+
+def _load(model: type[SettingsT], problems: list[str]) -> SettingsT | None:
+    try:
+        return model()
+    except ValidationError as error:
+        problems.extend(describe_errors(model, error))
+        return None

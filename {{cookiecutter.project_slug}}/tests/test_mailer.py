@@ -1,0 +1,380 @@
+"""The pooled Mailer against a real SMTP server (STARTTLS, trustme CA, AUTH), with faults injected."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+import trustme
+from fastapi_mail import MessageSchema, MessageType
+
+from {{ cookiecutter.package_name }}.mail import (
+    DeliveryResult,
+    MailError,
+    Mailer,
+    MailSettings,
+    PermanentMailError,
+    TransientMailError,
+)
+from {{ cookiecutter.package_name }}.mail.errors import classify
+
+from .smtp_server import PASSWORD, USERNAME, SmtpServer, running_server
+
+pytestmark = pytest.mark.anyio
+
+MARGIN = 1.5
+"""Seconds allowed on top of the SMTP timeouts for connection set-up and scheduling."""
+
+
+def message(number: int, *recipients: str) -> MessageSchema:
+    return MessageSchema(
+        subject=f"Subject {number}",
+        recipients=list(recipients or [f"user{number}@example.com"]),
+        body=f"Body of message {number}",
+        subtype=MessageType.plain,
+        headers={"X-Notification-ID": f"n-{number}"},
+    )
+
+
+def notification_ids(server: SmtpServer) -> Counter[str]:
+    return Counter(str(received.message["X-Notification-ID"]) for received in server.received)
+
+
+def open_sockets() -> int | None:
+    """Sockets open in this process (client and in-process server side), or None without /proc."""
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return None
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except OSError:  # closed while we looked
+            continue
+    return count
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until `condition()` holds; the server runs in another thread, so there is no event to await."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def assert_no_socket_left(server: SmtpServer, sockets_before: int | None) -> None:
+    """The server saw every client connection close, and this process holds no extra socket."""
+    await eventually(lambda: server.handler.open_connections() == 0)
+    if sockets_before is not None:
+        await eventually(lambda: open_sockets() == sockets_before)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts TCP connections but never says a word (no SMTP greeting)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port: int = listener.getsockname()[1]
+        yield port
+
+
+async def test_send_delivers_over_tls_with_login(smtp_server: SmtpServer, mail_settings: MailSettings) -> None:
+    async with Mailer(mail_settings) as mailer:
+        result = await mailer.send(message(1, "alice@example.com", "bob@example.com"))
+
+    assert result.accepted == ("alice@example.com", "bob@example.com")
+    assert result.refused == {}
+    assert result.attempts == 1
+    [received] = smtp_server.received
+    assert received.mail_from == "noreply@example.com"
+    assert received.recipients == ("alice@example.com", "bob@example.com")
+    assert received.tls
+    assert received.login == USERNAME
+    email = received.message
+    assert email["Subject"] == "Subject 1"
+    assert email["Message-ID"] == result.message_id
+    assert email["X-Notification-ID"] == "n-1"
+    assert "Test Sender" in email["From"]
+    assert email.get_body(("plain",)).get_content().strip() == "Body of message 1"
+
+
+async def test_implicit_tls_delivers(
+    ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_server(ca, ca_file, tls="implicit") as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        async with Mailer(MailSettings()) as mailer:
+            await mailer.send(message(1))
+
+    [received] = server.received
+    assert received.tls
+    assert received.login == USERNAME
+
+
+async def test_send_many_spreads_over_at_most_pool_size_connections(
+    smtp_server: SmtpServer, mail_settings: MailSettings
+) -> None:
+    async with Mailer(mail_settings) as mailer:
+        results = await mailer.send_many(message(number) for number in range(50))
+
+    assert all(isinstance(result, DeliveryResult) for result in results)
+    assert [result.accepted for result in results if isinstance(result, DeliveryResult)] == [
+        (f"user{number}@example.com",) for number in range(50)
+    ]
+    assert notification_ids(smtp_server) == Counter(f"n-{number}" for number in range(50))
+    assert all(received.tls and received.login == USERNAME for received in smtp_server.received)
+    assert 1 <= len(smtp_server.handler.connections) <= mail_settings.pool_size
+
+
+async def test_sequential_sends_reuse_one_session(smtp_server: SmtpServer, mail_settings: MailSettings) -> None:
+    async with Mailer(mail_settings) as mailer:
+        for number in range(3):
+            await mailer.send(message(number))
+
+    assert len(smtp_server.received) == 3
+    assert len(smtp_server.handler.connections) == 1
+
+
+async def test_temporary_data_failure_is_retried_on_a_new_session(
+    smtp_server: SmtpServer, mail_settings: MailSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.handler.data_replies.append("451 4.3.0 try later")
+    async with Mailer(mail_settings) as mailer:
+        result = await mailer.send(message(1))
+
+    assert result.attempts == 2
+    assert notification_ids(smtp_server) == {"n-1": 1}
+    assert len(smtp_server.handler.connections) == 2, "the session that failed must not be reused"
+    [warning] = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert "451 4.3.0 try later" in warning.getMessage()
+    assert "retry 1 of 3" in warning.getMessage()
+
+
+async def test_each_message_arrives_once_despite_temporary_failures(
+    smtp_server: SmtpServer, mail_settings: MailSettings
+) -> None:
+    smtp_server.handler.data_replies.extend(["451 4.3.0 try later"] * 6)
+    async with Mailer(mail_settings) as mailer:
+        results = await mailer.send_many(message(number) for number in range(10))
+
+    assert all(isinstance(result, DeliveryResult) for result in results)
+    assert sum(result.attempts for result in results if isinstance(result, DeliveryResult)) == 10 + 6
+    assert notification_ids(smtp_server) == Counter(f"n-{number}" for number in range(10))
+
+
+async def test_gives_up_after_max_retries_with_the_server_reply(smtp_server: SmtpServer) -> None:
+    smtp_server.handler.data_replies.extend(["451 4.3.0 try later"] * 3)
+    async with Mailer(MailSettings(max_retries=2)) as mailer:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(message(1, "carol@example.com"))
+
+    error = caught.value
+    assert error.reply_code == 451
+    assert "carol@example.com" in str(error)
+    assert "451 4.3.0 try later" in str(error)
+    assert "gave up after 3 attempts" in str(error)
+    assert "\n" not in str(error)
+    assert isinstance(error.__cause__, aiosmtplib.SMTPDataError)
+    assert smtp_server.received == []
+
+
+async def test_refused_recipient_is_reported_and_others_delivered(
+    smtp_server: SmtpServer, mail_settings: MailSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.handler.refused.add("gone@example.com")
+    async with Mailer(mail_settings) as mailer:
+        result = await mailer.send(message(1, "alice@example.com", "gone@example.com"))
+
+    assert result.accepted == ("alice@example.com",)
+    assert result.refused == {"gone@example.com": "550 5.1.1 unknown mailbox"}
+    assert result.attempts == 1
+    [received] = smtp_server.received
+    assert received.recipients == ("alice@example.com",)
+    assert len(smtp_server.handler.connections) == 1
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("gone@example.com" in text and "550" in text for text in warnings)
+
+
+async def test_message_refused_for_every_recipient_fails_alone(
+    smtp_server: SmtpServer, mail_settings: MailSettings
+) -> None:
+    smtp_server.handler.refused.add("gone@example.com")
+    async with Mailer(mail_settings) as mailer:
+        results = await mailer.send_many(
+            [message(1), message(2, "gone@example.com"), message(3)],
+        )
+
+    first, refused, third = results
+    assert isinstance(first, DeliveryResult)
+    assert isinstance(third, DeliveryResult)
+    assert isinstance(refused, PermanentMailError)
+    assert refused.reply_code == 550
+    assert "gone@example.com (550 5.1.1 unknown mailbox)" in str(refused)
+    assert isinstance(refused.__cause__, aiosmtplib.SMTPRecipientsRefused)
+    assert notification_ids(smtp_server) == {"n-1": 1, "n-3": 1}
+
+
+async def test_wrong_password_fails_at_once_and_leaves_no_socket(
+    smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "Wr0ng-Passw0rd-Given"
+    sockets_before = open_sockets()
+    started = time.monotonic()
+    async with Mailer(MailSettings(password=wrong)) as mailer:
+        with pytest.raises(PermanentMailError) as caught:
+            await mailer.send(message(1))
+    elapsed = time.monotonic() - started
+
+    error = caught.value
+    assert elapsed < 1.0
+    assert error.reply_code == 535
+    assert str(error).startswith(f"login to localhost:{smtp_server.port} failed: server replied 535")
+    assert "MAIL_PASSWORD" in str(error)
+    for text in (str(error), repr(error), caplog.text):
+        assert wrong not in text
+        assert PASSWORD not in text
+    assert len(smtp_server.handler.connections) == 1, "a refused login must not be retried"
+    await assert_no_socket_left(smtp_server, sockets_before)
+
+
+async def test_untrusted_certificate_is_permanent(smtp_server: SmtpServer) -> None:
+    async with Mailer(MailSettings(cert_bundle=None)) as mailer:
+        with pytest.raises(PermanentMailError) as caught:
+            await mailer.send(message(1))
+
+    assert str(caught.value).startswith(f"STARTTLS with localhost:{smtp_server.port} failed: TLS certificate")
+    assert "MAIL_CERT_BUNDLE" in str(caught.value)
+    assert len(smtp_server.handler.connections) == 1
+
+
+async def test_server_down_fails_in_bounded_time(smtp_server: SmtpServer, closed_port: int) -> None:
+    settings = MailSettings(port=closed_port, timeout=0.5, max_retries=2)
+    started = time.monotonic()
+    async with Mailer(settings) as mailer:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(message(1))
+
+    assert time.monotonic() - started < settings.timeout * 3 + MARGIN
+    assert str(caught.value).startswith(f"connect to localhost:{closed_port} failed: connection refused")
+    assert "gave up after 3 attempts" in str(caught.value)
+
+
+async def test_server_that_never_greets_times_out(smtp_server: SmtpServer, silent_port: int) -> None:
+    settings = MailSettings(port=silent_port, timeout=0.3, max_retries=1)
+    sockets_before = open_sockets()
+    started = time.monotonic()
+    async with Mailer(settings) as mailer:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(message(1))
+    elapsed = time.monotonic() - started
+
+    assert settings.timeout * 2 <= elapsed < settings.timeout * 2 + MARGIN
+    assert str(caught.value).startswith(f"connect to localhost:{silent_port} failed:")
+    assert "MAIL_TIMEOUT" in str(caught.value)
+    if sockets_before is not None:
+        await eventually(lambda: open_sockets() == sockets_before)
+
+
+async def test_slow_data_reply_times_out(smtp_server: SmtpServer) -> None:
+    smtp_server.handler.delay = 5.0
+    settings = MailSettings(timeout=0.3, max_retries=1)
+    started = time.monotonic()
+    async with Mailer(settings) as mailer:
+        with pytest.raises(TransientMailError) as caught:
+            await mailer.send(message(1, "dave@example.com"))
+
+    assert time.monotonic() - started < settings.timeout * 2 + MARGIN
+    assert "sending" in str(caught.value)
+    assert "dave@example.com" in str(caught.value)
+    assert "MAIL_TIMEOUT" in str(caught.value)
+    await eventually(lambda: smtp_server.handler.open_connections() == 0)
+
+
+async def test_idle_session_is_closed_and_replaced(smtp_server: SmtpServer) -> None:
+    async with Mailer(MailSettings(pool_idle_timeout=0.05)) as mailer:
+        await mailer.send(message(1))
+        await eventually(lambda: smtp_server.handler.open_connections() == 0)
+        result = await mailer.send(message(2))
+
+    assert result.attempts == 1
+    assert notification_ids(smtp_server) == {"n-1": 1, "n-2": 1}
+    assert len(smtp_server.handler.connections) == 2
+
+
+async def test_session_closed_by_server_is_replaced_without_a_retry(smtp_server: SmtpServer) -> None:
+    async with Mailer(MailSettings(max_retries=0)) as mailer:
+        await mailer.send(message(1))
+        smtp_server.handler.drop_connections()
+        result = await mailer.send(message(2))
+
+    assert result.attempts == 1
+    assert notification_ids(smtp_server) == {"n-1": 1, "n-2": 1}
+    assert len(smtp_server.handler.connections) == 2
+
+
+async def test_aclose_waits_for_sends_in_flight(smtp_server: SmtpServer, mail_settings: MailSettings) -> None:
+    smtp_server.handler.delay = 0.2
+    mailer = Mailer(mail_settings)
+    sending = asyncio.create_task(mailer.send(message(1)))
+    await asyncio.sleep(0)  # the send starts and connects
+
+    await mailer.aclose()
+
+    assert sending.done()
+    assert sending.result().attempts == 1
+    assert notification_ids(smtp_server) == {"n-1": 1}
+    await eventually(lambda: smtp_server.handler.open_connections() == 0)
+    with pytest.raises(RuntimeError, match="closed"):
+        await mailer.send(message(2))
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "code"),
+    [
+        (aiosmtplib.SMTPResponseException(421, "4.3.2 shutting down"), TransientMailError, 421),
+        (aiosmtplib.SMTPDataError(554, "5.7.1 rejected as spam"), PermanentMailError, 554),
+        (aiosmtplib.SMTPAuthenticationError(454, "4.7.0 try again"), TransientMailError, 454),
+        (aiosmtplib.SMTPServerDisconnected("Connection lost"), TransientMailError, None),
+        (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), TransientMailError, None),
+        (ConnectionResetError(104, "Connection reset by peer"), TransientMailError, None),
+        (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server"), PermanentMailError, None),
+        (ValueError("Address 'a b@example.com' contains characters not permitted"), PermanentMailError, None),
+    ],
+)
+def test_classify(error: Exception, kind: type[MailError], code: int | None) -> None:
+    classified = classify(error, "sending n-1 to a@example.com")
+
+    assert type(classified) is kind
+    assert classified.transient is (kind is TransientMailError)
+    assert classified.reply_code == code
+    assert classified.__cause__ is error
+    assert str(classified).startswith("sending n-1 to a@example.com failed: ")
+
+
+def test_classify_redacts_secrets_and_keeps_one_line() -> None:
+    error = aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials\nfor hunter2-Secret")
+
+    classified = classify(error, "login to smtp.example.com:587", secrets=["hunter2-Secret", ""])
+
+    assert "hunter2-Secret" not in str(classified)
+    assert "\n" not in str(classified)
+    assert "***" in str(classified)

@@ -1,0 +1,83 @@
+"""Service settings: .env and environment, API keys, and start-up errors that name every bad variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.mail import SettingsError
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .smtp_server import PASSWORD, SmtpServer
+
+API_KEY = "a-valid-api-key-0123"
+
+
+def test_env_file_is_read_and_the_environment_wins(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(f"API_KEYS={API_KEY}\nMAX_RECIPIENTS=7\nMAIL_FROM_NAME=From Env File\n")
+    monkeypatch.setenv("MAX_RECIPIENTS", "9")
+    monkeypatch.delenv("MAIL_FROM_NAME")
+
+    settings = Settings.from_env()
+
+    assert [key.get_secret_value() for key in settings.api.api_keys] == [API_KEY]
+    assert settings.api.max_recipients == 9
+    assert settings.mail.from_name == "From Env File"
+
+
+def test_api_keys_are_comma_separated_for_rotation(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_KEYS", f" {API_KEY} , second-key-0123456789 ,")
+    keys = Settings.from_env().api.api_keys
+    assert [key.get_secret_value() for key in keys] == [API_KEY, "second-key-0123456789"]
+    assert API_KEY not in repr(keys)
+
+
+def test_every_bad_variable_is_named_in_one_line_without_values(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_KEYS", "short-secret")
+    monkeypatch.setenv("MAX_RECIPIENTS", "many")
+    monkeypatch.setenv("MAIL_PORT", "not-a-port")
+    monkeypatch.delenv("MAIL_FROM")
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env()
+
+    message = str(raised.value)
+    assert "\n" not in message
+    for name in ("API_KEYS:", "MAX_RECIPIENTS:", "MAIL_PORT:", "MAIL_FROM is required"):
+        assert name in message
+    assert "short-secret" not in message
+    assert "not-a-port" not in message
+    assert PASSWORD not in message
+
+
+def test_missing_api_keys_say_how_to_make_one(smtp_server: SmtpServer) -> None:
+    with pytest.raises(SettingsError, match="API_KEYS is required"):
+        Settings.from_env()
+
+
+def test_bad_settings_stop_start_up_with_one_line_and_exit_code_2(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_KEYS", API_KEY)
+    monkeypatch.setenv("MAIL_USERNAME", "")
+    monkeypatch.setenv("MAIL_PASSWORD", PASSWORD)
+    monkeypatch.setenv("MAIL_STARTTLS", "false")
+    monkeypatch.setenv("MAIL_SERVER", "smtp.example.com")
+    command = [sys.executable, "-c", "import {{ cookiecutter.package_name }}.main as m; m.app"]
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert "MAIL_USE_CREDENTIALS=true without TLS" in line
+    assert PASSWORD not in line
