@@ -21,8 +21,10 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
         "celery": [
             "src/{package}/delivery/queued.py",
             "src/{package}/worker.py",
+            "tests/celery_worker.py",
             "tests/test_worker.py",
             "tests/test_worker_redis.py",
+            "docs/celery.md",
         ],
     },
 }

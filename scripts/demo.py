@@ -50,19 +50,19 @@ def main() -> int:
     http_port, smtp_port = free_port(), free_port()
     inbox = project / ".dev-smtp" / "inbox"
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "API_KEYS": API_KEY}
+    log = workdir / "service.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "oscis_mail_service", "dev", "--port", str(http_port), "--smtp-port", str(smtp_port)],
         cwd=project,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        text=True,
     )
     base = f"http://127.0.0.1:{http_port}"
     try:
         wait_until(lambda: healthy(f"{base}/health") or server.poll() is not None, 30, "the service did not start")
         if server.poll() is not None:
-            raise SystemExit(f"demo failed: the service exited:\n{server.stdout.read() if server.stdout else ''}")
+            raise SystemExit(f"demo failed: the service exited:\n{log.read_text()}")
         print(f"2. started the service on {base} with the embedded STARTTLS SMTP server on port {smtp_port}")
         body = {"to": ["alice@example.com"], "subject": "Hello from the demo", "body": "It works, over TLS."}
         request = urllib.request.Request(
@@ -83,10 +83,13 @@ def main() -> int:
         print(f"     text: {text.get_content().splitlines()[0] if text else ''}")
         if message["X-Notification-ID"] != accepted["id"]:
             raise SystemExit("demo failed: the email does not carry the notification id")
+        for line in log.read_text().splitlines():
+            if line.startswith("[dev-smtp]"):
+                print(f"     server: {line}")
     finally:
         server.terminate()
         server.wait(timeout=15)
-    print("5. stopped the service; demo passed")
+    print(f"5. stopped the service; demo passed (service log: {log})")
     return 0
 
 

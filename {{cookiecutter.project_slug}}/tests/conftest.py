@@ -13,6 +13,9 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.mail import MailSettings
 from {{ cookiecutter.package_name }}.main import create_app
 
+{% if cookiecutter.delivery == "celery" -%}
+from .celery_worker import celery_tasks, celery_worker  # noqa: F401 - fixtures: a real worker serves every test
+{% endif -%}
 from .smtp_server import SmtpServer, running_server
 
 SERVICE_VARIABLE_PREFIXES = ("MAIL_", "API_", "MAX_", "DEV_", "LOG_LEVEL"{% if cookiecutter.delivery == "celery" %}, "CELERY_"{% endif %})

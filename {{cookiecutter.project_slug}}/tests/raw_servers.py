@@ -1,24 +1,28 @@
-"""Raw TCP servers that misbehave on purpose: silent, hanging up, or following a fixed SMTP script."""
+"""Raw TCP servers that misbehave on purpose: silent, hanging up, or following a fixed SMTP script.
+
+Every script returns when the client hangs up, so `wait_idle()` proves the client closed its sockets.
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
-Script = Callable[[socket.socket, threading.Event], None]
+Script = Callable[[socket.socket], None]
 
 
 class ScriptedListener:
-    """Listens on 127.0.0.1 and runs `script(connection, stopped)` in a thread for each connection."""
+    """Listens on 127.0.0.1 and runs `script(connection)` in a thread for each connection."""
 
     def __init__(self, script: Script) -> None:
         self._script = script
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self.connections = 0
-        self._stopped = threading.Event()
+        self._stopping = False
         self._open: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._acceptor = threading.Thread(target=self._accept, daemon=True)
@@ -27,7 +31,7 @@ class ScriptedListener:
     def _accept(self) -> None:
         while True:
             connection, _ = self._listener.accept()
-            if self._stopped.is_set():
+            if self._stopping:
                 connection.close()
                 return
             self.connections += 1
@@ -37,19 +41,24 @@ class ScriptedListener:
             thread.start()
 
     def _run(self, connection: socket.socket) -> None:
-        try:
-            self._script(connection, self._stopped)
-        except OSError:
-            pass  # the client hung up: that is what these servers are for
+        with suppress(OSError):  # the client hung up mid-script: that is what these servers are for
+            self._script(connection)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether the client closed every connection so far within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def stop(self) -> None:
-        self._stopped.set()
+        self._stopping = True
         socket.create_connection(("127.0.0.1", self.port)).close()  # wakes accept()
         self._acceptor.join()
         self._listener.close()
         for connection in self._open:
             with suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv()
+                connection.shutdown(socket.SHUT_RDWR)  # wakes a script blocked in recv()
             connection.close()
         for thread in self._threads:
             thread.join()
@@ -65,23 +74,24 @@ def listening(script: Script) -> Iterator[ScriptedListener]:
         listener.stop()
 
 
-def silent(connection: socket.socket, stopped: threading.Event) -> None:
+def silent(connection: socket.socket) -> None:
     """Accepts and never says anything."""
-    stopped.wait()
+    while connection.recv(4096):
+        pass
 
 
-def hang_up(connection: socket.socket, stopped: threading.Event) -> None:
+def hang_up(connection: socket.socket) -> None:
     """Closes the connection at once."""
     connection.shutdown(socket.SHUT_RDWR)
 
 
 def smtp_script(greeting: str, *replies: str) -> Script:
-    """Sends `greeting`, then answers each line the client sends with the next reply, then goes quiet.
+    """Sends `greeting`, answers each line the client sends with the next reply, then goes quiet.
 
-    A reply of "" closes the connection instead.
+    A reply of "" hangs up instead.
     """
 
-    def script(connection: socket.socket, stopped: threading.Event) -> None:
+    def script(connection: socket.socket) -> None:
         connection.sendall(greeting.encode())
         with connection.makefile("rb") as lines:
             for reply in replies:
@@ -91,14 +101,15 @@ def smtp_script(greeting: str, *replies: str) -> Script:
                     connection.shutdown(socket.SHUT_RDWR)
                     return
                 connection.sendall(reply.encode())
-        stopped.wait()
+            for _ in lines:
+                pass
 
     return script
 
 
 @contextmanager
 def full_backlog() -> Iterator[int]:
-    """A port whose accept queue is full, so new connections hang in SYN_SENT (Linux drops the SYNs)."""
+    """A port whose accept queue is full, so a new connection hangs (Linux drops its SYNs)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -60,7 +61,7 @@ class FaultyHandler(StoringHandler):
             closed = threading.Event()
 
             def drop(server: SMTP = server, closed: threading.Event = closed) -> None:
-                if server.transport is not None:
+                if isinstance(server.transport, asyncio.Transport):
                     server.transport.abort()
                 server.loop.call_soon(closed.set)  # after the transport's own close callbacks
 
@@ -77,8 +78,6 @@ class FaultyHandler(StoringHandler):
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         if self.delay:
-            import asyncio
-
             await asyncio.sleep(self.delay)
         with self._lock:
             reply = self.data_replies.pop(0) if self.data_replies else None

@@ -79,11 +79,16 @@ class StoringHandler:
                 mail_from=str(envelope.mail_from),
                 recipients=tuple(envelope.rcpt_tos),
                 data=data,
-                tls=session.ssl is not None,
+                tls=session.ssl is not None or _over_tls(server),
                 login=str(session.auth_data) if session.authenticated else None,
             )
         )
         return "250 Message accepted for delivery"
+
+
+def _over_tls(server: SMTP) -> bool:
+    """True when the connection is implicit TLS (aiosmtpd sets `session.ssl` only after STARTTLS)."""
+    return server.transport is not None and server.transport.get_extra_info("sslcontext") is not None
 
 
 def load_or_create_ca(directory: Path) -> trustme.CA:
@@ -124,7 +129,8 @@ def start_server(
     smtp_options: dict[str, Any] = {"auth_required": users is not None}
     if users is not None:
         smtp_options["authenticator"] = PasswordAuthenticator(users)
-        smtp_options["auth_require_tls"] = tls != "plain"
+        # aiosmtpd only recognises STARTTLS as TLS; with implicit TLS the socket is TLS from the start.
+        smtp_options["auth_require_tls"] = tls == "starttls"
     if tls == "starttls":
         smtp_options.update(tls_context=tls_context, require_starttls=True)
     controller = Controller(

@@ -28,8 +28,10 @@ ASSETS = {"inbox.css": "text/css", "inbox.js": "text/javascript"}
 MESSAGE_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")  # the names save_to_inbox gives, without `.eml`
 MAX_LISTED = 200
 HEADER_BYTES = 64 * 1024  # enough for the headers of any message the service sends
-PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-src 'self'; img-src 'self' data:"
-# `sandbox` without allow-scripts: even opened on its own, an email's HTML runs no script and gets an opaque origin.
+PAGE_CSP = "; ".join(
+    ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-src 'self'"]
+)
+# `sandbox` without allow-scripts: even opened on its own, an email's HTML runs no script, in an opaque origin.
 EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; font-src data:"
 
 router = APIRouter(prefix="/dev/inbox", tags=["dev inbox"], include_in_schema=False)
@@ -120,7 +122,8 @@ def body_text(message: EmailMessage, subtype: str) -> str | None:
     try:
         content: str = part.get_content()
     except LookupError:  # an unknown charset: show what can be shown
-        return (part.get_payload(decode=True) or b"").decode("utf-8", errors="replace")  # type: ignore[union-attr]
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
     return content
 
 

@@ -30,6 +30,7 @@ from .settings import MailSettings, SettingsError, load_settings
 SUPPORTED_MECHANISMS = ("PLAIN", "LOGIN")
 CLOSE_TIMEOUT = 0.5
 PLAIN_GREETING_WAIT = 1.0
+TLS_SNIFF_AFTER = 1.0  # seconds without a greeting before checking whether the port wants TLS
 MAX_REPLY_LINES = 100
 HOST_NAME = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
@@ -37,7 +38,7 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 class Problem(StrEnum):
     """One class per diagnosis; `exit_code` tells them apart for scripts.
 
-    Exit codes are grouped: 10-19 reaching an SMTP server, 20-29 TLS, 30-39 login.
+    Exit codes are grouped: 2 settings, 10-19 reaching an SMTP server, 20-29 TLS, 30-39 login.
     """
 
     OK = "ok"
@@ -73,7 +74,7 @@ class Problem(StrEnum):
 
 _EXIT_CODES = {
     Problem.OK: 0,
-    Problem.SETTINGS_INVALID: 3,
+    Problem.SETTINGS_INVALID: 2,
     Problem.DNS_FAILURE: 10,
     Problem.CONNECTION_REFUSED: 11,
     Problem.CONNECT_TIMEOUT: 12,
@@ -142,23 +143,24 @@ def render_diagnosis(diagnosis: Diagnosis, json_output: bool = False) -> str:
 
 
 def settings_diagnosis(error: SettingsError) -> Diagnosis:
-    """A diagnosis for settings that do not load (exit code 3)."""
+    """A diagnosis for settings that do not load (exit code 2, as when the service refuses to start)."""
     return Diagnosis(
         Problem.SETTINGS_INVALID,
         str(error),
-        "fix the variables named above in the environment or .env (see .env.example)",
+        "correct the variables named in the message, in the environment or .env (see .env.example)",
     )
 
 
-def check_mail(json_output: bool = False) -> tuple[str, int]:
-    """Load MailSettings, probe the server; return the text to print and the exit code."""
+def check_mail_command(json_output: bool = False) -> int:
+    """`check-mail`: load MailSettings, probe the server, print the diagnosis; returns the exit code."""
     try:
         settings = load_settings(MailSettings)
     except SettingsError as error:
         diagnosis = settings_diagnosis(error)
     else:
         diagnosis = asyncio.run(probe(settings))
-    return render_diagnosis(diagnosis, json_output), diagnosis.exit_code
+    print(render_diagnosis(diagnosis, json_output), flush=True)
+    return diagnosis.exit_code
 
 
 class ProbeCache:
@@ -375,8 +377,6 @@ class _Session:
             await self.ehlo()
         if settings.use_credentials:
             await self.login()
-        self.step = "QUIT"
-        await self.command("QUIT")
         self.finished = True
 
     async def connect(self) -> None:
@@ -436,7 +436,7 @@ class _Session:
         greeting = asyncio.ensure_future(self.greeting())
         sniff: asyncio.Future[bool] | None = None
         try:
-            done, _ = await asyncio.wait({greeting}, timeout=min(1.0, self.settings.timeout / 4))
+            done, _ = await asyncio.wait({greeting}, timeout=min(TLS_SNIFF_AFTER, self.settings.timeout / 4))
             if not done:
                 sniff = asyncio.ensure_future(self.speaks_tls())
                 first, _ = await asyncio.wait((greeting, sniff), return_when=asyncio.FIRST_COMPLETED)
@@ -558,7 +558,7 @@ class _Session:
         except (OSError, asyncio.IncompleteReadError):
             return False
         finally:
-            writer.transport.abort()
+            await _abort(writer)
 
     async def plain_greeting(self) -> str:
         """The first line a fresh connection receives if the port speaks plain SMTP, else ''."""
@@ -572,7 +572,7 @@ class _Session:
         except (OSError, ValueError):  # TimeoutError is an OSError: nothing came
             return ""
         finally:
-            writer.transport.abort()
+            await _abort(writer)
         return line if line[:3].isdigit() else ""
 
     # -- replies ----------------------------------------------------------------------------------
@@ -723,12 +723,21 @@ class _Session:
     # -- cleanup ----------------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the connection; gracefully (bounded) after QUIT, at once otherwise."""
+        """After a complete dialogue, QUIT and close politely (a courtesy, bounded); otherwise drop at once."""
         writer = self.writer
         if writer is None:
             return
         if self.finished:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
-        writer.transport.abort()
+            self.step = "QUIT"
+            with contextlib.suppress(_Found, OSError):  # TimeoutError is an OSError
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self.command("QUIT")
+                    writer.close()
+                    await writer.wait_closed()
+        await _abort(writer)
+
+
+async def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection at once, and let the loop release its socket before returning."""
+    writer.transport.abort()
+    await asyncio.sleep(0)

@@ -110,7 +110,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 def _text(error: BaseException) -> str:
     message = getattr(error, "message", None)
-    return str(message if isinstance(message, str) else error)
+    return str(message if isinstance(message, str) else error).rstrip(".")
 
 
 def _os_text(error: BaseException) -> str:

@@ -46,6 +46,7 @@ class MailSettings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         frozen=True,
+        hide_input_in_errors=True,  # a ValidationError's text must not carry MAIL_PASSWORD
     )
 
     server: str = Field(min_length=1, description="SMTP host name or IP address.")

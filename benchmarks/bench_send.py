@@ -1,0 +1,160 @@
+"""Sending throughput: the same distinct messages over STARTTLS + AUTH to a local sink, three ways.
+
+1. fastapi-mail: `FastMail.send_message`, one call per message (each call connects, builds a TLS
+   context, negotiates TLS, logs in, sends and quits);
+2. a hand-written aiosmtplib pool: 4 sessions sharing one TLS context, the same fastapi-mail MIME;
+3. the rendered project's `Mailer.send_many` (pool of 4).
+
+The sink runs in its own process (see common.py). Every run checks that the sink received exactly
+the messages sent. Run with the template's virtualenv:
+
+    .venv/bin/python benchmarks/bench_send.py [--messages 300] [--rounds 3] [--json] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import statistics
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import aiosmtplib
+from common import PASSWORD, SENDER, USERNAME, Sink, make_tls, messages, render_project, workspace
+from fastapi_mail import FastMail
+
+POOL_SIZE = 4
+TARGET_VS_FASTAPI_MAIL = 30.0
+TARGET_VS_HAND_POOL = 1.0
+
+LABELS = {
+    "fastapi_mail_per_message": "fastapi-mail FastMail.send_message, one call per message",
+    "hand_pool": f"aiosmtplib hand pool, {POOL_SIZE} sessions, one TLS context",
+    "mailer_send_many": f"Mailer.send_many, pool of {POOL_SIZE}",
+}
+
+Run = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def fastapi_mail_per_message(settings: Any, batch: list[Any]) -> None:
+    """What most FastAPI apps do: one `send_message` call per message."""
+    fastmail = FastMail(settings.connection_config())
+    for message in batch:
+        await fastmail.send_message(message)
+
+
+async def hand_pool(settings: Any, batch: list[Any]) -> None:
+    """A minimal correct pool: POOL_SIZE logged-in sessions, one TLS context, workers share a queue."""
+    fastmail = FastMail(settings.connection_config())
+    queue = iter(batch)
+
+    async def worker() -> None:
+        smtp = aiosmtplib.SMTP(
+            hostname=settings.server,
+            port=settings.port,
+            start_tls=True,
+            tls_context=settings.tls_context,
+            username=settings.username,
+            password=settings.password.get_secret_value(),
+            timeout=settings.timeout,
+        )
+        await smtp.connect()
+        try:
+            for message in queue:
+                await smtp.send_message(await fastmail.get_message(message))
+        finally:
+            await smtp.quit()
+
+    await asyncio.gather(*(worker() for _ in range(POOL_SIZE)))
+
+
+async def mailer_send_many(mail: Any, settings: Any, batch: list[Any]) -> None:
+    """The rendered project's pooled Mailer."""
+    async with mail.Mailer(settings) as mailer:
+        results = await mailer.send_many(batch)
+    failures = [result for result in results if isinstance(result, mail.MailError)]
+    if failures:
+        raise RuntimeError(f"{len(failures)} messages failed, the first with: {failures[0]}")
+
+
+def measure(sink: Sink, run: Run, count: int, rounds: int) -> float:
+    """Median messages per second over `rounds`; each round must deliver exactly `count` messages."""
+    rates = []
+    for _ in range(rounds):
+        before = sink.received
+        started = time.perf_counter()
+        asyncio.run(run())
+        elapsed = time.perf_counter() - started
+        if sink.received - before != count:
+            raise SystemExit(f"the sink received {sink.received - before} of {count} messages")
+        rates.append(count / elapsed)
+    return statistics.median(rates)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300, help="distinct messages per run (default 300)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of the pooled senders; the median counts")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target ratio is missed")
+    args = parser.parse_args()
+
+    with workspace("oscis-bench-send-") as directory:
+        project = render_project(directory / "render")
+        mail = importlib.import_module(f"{project.package}.mail")
+        tls = make_tls(directory)
+        with Sink(tls) as sink:
+            settings = mail.MailSettings(
+                server="localhost",
+                port=sink.port,
+                username=USERNAME,
+                password=PASSWORD,
+                from_address=SENDER,
+                starttls=True,
+                ssl_tls=False,
+                cert_bundle=tls.ca_file,
+                timeout=10,
+                pool_size=POOL_SIZE,
+            )
+            batch = messages(args.messages)
+            rates = {
+                "fastapi_mail_per_message": measure(
+                    sink, lambda: fastapi_mail_per_message(settings, batch), args.messages, 1
+                ),
+                "hand_pool": measure(sink, lambda: hand_pool(settings, batch), args.messages, args.rounds),
+                "mailer_send_many": measure(
+                    sink, lambda: mailer_send_many(mail, settings, batch), args.messages, args.rounds
+                ),
+            }
+
+    ratios = {
+        "mailer_vs_fastapi_mail": rates["mailer_send_many"] / rates["fastapi_mail_per_message"],
+        "mailer_vs_hand_pool": rates["mailer_send_many"] / rates["hand_pool"],
+    }
+    met = (
+        ratios["mailer_vs_fastapi_mail"] >= TARGET_VS_FASTAPI_MAIL
+        and ratios["mailer_vs_hand_pool"] >= TARGET_VS_HAND_POOL
+    )
+    if args.json:
+        report = {"messages": args.messages, "rounds": args.rounds, "pool_size": POOL_SIZE}
+        print(json.dumps({**report, "msg_per_s": rates, "ratios": ratios, "targets_met": met}, indent=2))
+    else:
+        print(f"{args.messages} distinct messages, STARTTLS + AUTH, sink in its own process")
+        for key, label in LABELS.items():
+            print(f"  {label:<55} {rates[key]:7.1f} msg/s")
+        print(
+            f"  Mailer / fastapi-mail: {ratios['mailer_vs_fastapi_mail']:5.1f}x  "
+            f"(target >= {TARGET_VS_FASTAPI_MAIL:.0f}x)"
+        )
+        print(
+            f"  Mailer / hand pool:    {ratios['mailer_vs_hand_pool']:5.2f}x  "
+            f"(target >= {TARGET_VS_HAND_POOL:.1f}x)"
+        )
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The generated GitHub workflow, and lint/type checking wired into make and pre-commit.
+
+The workflow is validated against GitHub's workflow schema (vendored in check-jsonschema, so
+offline), its `${{ }}` expressions must survive rendering literally, and every step a developer
+runs locally (`make setup`, `make lint`, `make test`, pre-commit) must be in it and exist.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+WORKFLOW = Path(".github/workflows/ci.yml")
+
+
+@pytest.fixture(params=["background", "celery"])
+def project(request: pytest.FixtureRequest) -> Path:
+    fixture = "default_project" if request.param == "background" else "celery_project"
+    return Path(request.getfixturevalue(fixture))
+
+
+def steps(project: Path, job: str) -> list[dict[str, Any]]:
+    workflow = yaml.safe_load((project / WORKFLOW).read_text())
+    job_steps: list[dict[str, Any]] = workflow["jobs"][job]["steps"]
+    return job_steps
+
+
+@pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
+def test_workflow_matches_the_github_schema(project: Path, schema: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, str(WORKFLOW)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_github_expressions_survive_rendering(project: Path) -> None:
+    text = (project / WORKFLOW).read_text()
+    assert "python-version: ${{ matrix.python-version }}" in text
+    assert "{% raw" not in text
+    assert "{%" not in text
+    workflow = yaml.safe_load(text)
+    assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == ["3.11", "3.12"]
+
+
+def test_workflow_runs_what_developers_run(project: Path) -> None:
+    commands = [step["run"] for step in steps(project, "test") if "run" in step]
+    assert commands == [
+        "make setup",
+        "make lint",
+        "make test",
+        ".venv/bin/pre-commit run --all-files --show-diff-on-failure",
+    ]
+    targets = set(re.findall(r"^([a-z-]+):", (project / "Makefile").read_text(), re.MULTILINE))
+    assert {"setup", "lint", "test"} <= targets
+
+
+def test_cruft_check_runs_only_for_cruft_projects(project: Path) -> None:
+    (check,) = [step for step in steps(project, "template") if "cruft check" in step.get("run", "")]
+    assert check["if"] == "hashFiles('.cruft.json') != ''"
+
+
+def test_lint_runs_ruff_and_mypy_strict_in_make_and_pre_commit(project: Path) -> None:
+    makefile = (project / "Makefile").read_text()
+    lint = re.search(r"^lint:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+    assert lint is not None
+    assert re.findall(r"(ruff check|ruff format --check|mypy) ", lint.group(1)) == [
+        "ruff check",
+        "ruff format --check",
+        "mypy",
+    ]
+    pyproject = (project / "pyproject.toml").read_text()
+    assert re.search(r"^\[tool\.mypy\]\nstrict = true$", pyproject, re.MULTILINE)
+    assert re.search(r'^\[tool\.ruff\.lint\]\nselect = \["E", "F", ', pyproject, re.MULTILINE)
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    entries = [
+        str(hook.get("entry", "")) + " " + hook["id"] for repo in config["repos"] for hook in repo["hooks"]
+    ]
+    assert any("ruff" in entry for entry in entries), entries
+    assert any("mypy" in entry for entry in entries), entries

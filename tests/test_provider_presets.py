@@ -1,0 +1,65 @@
+"""Each mail_provider preset renders the provider's real SMTP host, port, TLS mode and login convention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from .conftest import PROVIDERS, render
+
+
+@dataclass(frozen=True)
+class Preset:
+    server: str
+    port: str
+    tls: str  # "starttls" or "implicit"
+    username: str
+    hint: str  # words of the comment that says where the credential comes from
+
+
+FLAGS = {"starttls": ("true", "false"), "implicit": ("false", "true")}  # MAIL_STARTTLS, MAIL_SSL_TLS
+PINNED = {
+    "local": Preset("127.0.0.1", "2525", "starttls", "dev", "make dev-smtp"),
+    "gmail": Preset("smtp.gmail.com", "587", "starttls", "you@gmail.com", "App Password"),
+    "sendgrid": Preset("smtp.sendgrid.net", "587", "starttls", "apikey", "literal word `apikey`"),
+    "mailgun": Preset("smtp.mailgun.org", "587", "starttls", "postmaster@mg.example.com", "SMTP credentials"),
+    "ses": Preset(
+        "email-smtp.us-east-1.amazonaws.com", "587", "starttls", "your-ses-smtp-username", "AWS access keys"
+    ),
+    "office365": Preset(
+        "smtp.office365.com", "587", "starttls", "you@yourtenant.onmicrosoft.com", "Authenticated SMTP"
+    ),
+    "postmark": Preset(
+        "smtp.postmarkapp.com", "587", "starttls", "your-postmark-server-token", "Server API token"
+    ),
+    "custom": Preset("smtp.example.com", "587", "starttls", "your-smtp-username", "check-mail"),
+}
+CASES = [*({"mail_provider": name} for name in PINNED), {"mail_provider": "ses", "ses_region": "eu-west-1"}]
+
+
+def env_example(project: Path) -> tuple[dict[str, str], str]:
+    """The KEY=value lines of `.env.example` as a dict, and its comment lines joined."""
+    lines = (project / ".env.example").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return values, "\n".join(line for line in lines if line.startswith("#"))
+
+
+def test_every_provider_is_pinned() -> None:
+    assert set(PINNED) == set(PROVIDERS)
+
+
+@pytest.mark.parametrize("answers", CASES, ids=lambda answers: "-".join(answers.values()))
+def test_preset_fills_env_example(tmp_path: Path, answers: dict[str, str]) -> None:
+    values, comments = env_example(render(tmp_path, **answers))
+    expected = PINNED[answers["mail_provider"]]
+    if "ses_region" in answers:
+        expected = replace(expected, server=f"email-smtp.{answers['ses_region']}.amazonaws.com")
+    assert values["MAIL_SERVER"] == expected.server
+    assert values["MAIL_PORT"] == expected.port
+    assert (values["MAIL_STARTTLS"], values["MAIL_SSL_TLS"]) == FLAGS[expected.tls]
+    assert values["MAIL_USERNAME"] == expected.username
+    assert values["MAIL_USE_CREDENTIALS"] == "true"
+    assert values["MAIL_VALIDATE_CERTS"] == "true"
+    assert expected.hint in comments

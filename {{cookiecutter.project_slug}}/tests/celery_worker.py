@@ -1,0 +1,118 @@
+"""Celery for the test suite, with no broker to install: Celery's in-memory transport and a real worker.
+
+One worker thread runs for the whole session (a Celery worker takes seconds to stop). Each test
+publishes to it through the service as usual (CELERY_BROKER_URL=memory://localhost/), its first
+send reads that test's MAIL_* settings, and its end waits until every message it queued has been
+run to an end, so nothing leaks into the next test. conftest.py imports the fixtures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from celery.signals import after_task_publish, setup_logging, task_postrun
+from pydantic import SecretStr
+
+from {{ cookiecutter.package_name }}.worker import MAIL, CelerySettings, create_celery_app
+
+MEMORY_BROKER = "memory://localhost/"
+QUEUE = "notifications"
+MAX_RETRIES = 2
+"""Queued retries in the tests' worker: two transient failures are delivered, three give up."""
+STARTUP_MAIL_ENV = {
+    "MAIL_SERVER": "localhost",
+    "MAIL_PORT": "25",
+    "MAIL_FROM": "noreply@example.com",
+    "MAIL_USE_CREDENTIALS": "false",
+}
+
+
+class TaskTracker:
+    """Messages published to the test queue and task runs finished, recorded from Celery's signals."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, list[str]] = {}
+        """Task (notification) id -> the state each of its runs ended in: RETRY, SUCCESS, REJECTED..."""
+        self._published = 0
+        self._finished = 0
+        self._changed = threading.Condition()
+
+    def on_publish(self, routing_key: str = "", **_: Any) -> None:
+        if routing_key == QUEUE:
+            with self._changed:
+                self._published += 1
+                self._changed.notify_all()
+
+    def on_finish(self, task_id: str = "", state: str = "", **_: Any) -> None:
+        with self._changed:
+            self._finished += 1
+            self.states.setdefault(task_id, []).append(state)
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Block until every published message has been run to an end, retries included."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._finished >= self._published, timeout):
+                pending = self._published - self._finished
+                raise AssertionError(f"{pending} queued message(s) never finished within {timeout} s")
+
+    def wait_final(self, task_id: str, timeout: float = 10.0) -> list[str]:
+        """The states of every run of `task_id`, once one ended other than with RETRY."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.states.get(task_id, ["RETRY"])[-1] != "RETRY", timeout):
+                raise AssertionError(f"task {task_id} did not finish within {timeout} s: {self.states.get(task_id)}")
+            return list(self.states[task_id])
+
+
+def _leave_logging_to_pytest(**_: Any) -> None:
+    """Connected to `setup_logging`, so the worker does not reconfigure the root logger."""
+
+
+@pytest.fixture(scope="session")
+def celery_worker() -> Iterator[Celery]:
+    """A real worker thread (solo pool) consuming the in-memory broker, for the whole session."""
+    app = create_celery_app(
+        CelerySettings(
+            broker_url=SecretStr(MEMORY_BROKER),
+            queue=QUEUE,
+            max_retries=MAX_RETRIES,
+            retry_backoff=0.01,
+            retry_backoff_max=0.05,
+        )
+    )
+    app.conf.broker_transport_options["polling_interval"] = 0.01
+    setup_logging.connect(_leave_logging_to_pytest)
+    with ExitStack() as stack:
+        # The worker checks the MAIL_* settings as it starts; each test's first send reads that test's own.
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in STARTUP_MAIL_ENV.items():
+                patch.setenv(name, value)
+            worker = stack.enter_context(start_worker(app, perform_ping_check=False, shutdown_timeout=10))
+        yield app
+        # Told over the broker, the worker stops at once instead of after two 2-second polls.
+        app.control.shutdown(destination=[worker.hostname])
+    setup_logging.disconnect(_leave_logging_to_pytest)
+
+
+@pytest.fixture(autouse=True)
+def celery_tasks(
+    isolated_environment: None, celery_worker: Celery, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TaskTracker]:
+    """Point the service at the worker; afterwards wait for what the test queued and close its SMTP pool."""
+    monkeypatch.setenv("CELERY_BROKER_URL", MEMORY_BROKER)
+    tracker = TaskTracker()
+    after_task_publish.connect(tracker.on_publish)
+    task_postrun.connect(tracker.on_finish)
+    try:
+        yield tracker
+        tracker.wait_idle()
+    finally:
+        after_task_publish.disconnect(tracker.on_publish)
+        task_postrun.disconnect(tracker.on_finish)
+        MAIL.close()

@@ -1,0 +1,137 @@
+"""`python -m {{ cookiecutter.package_name }} check-mail` as a real process: one diagnosis, its exit code, JSON, no password."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+import {{ cookiecutter.package_name }}
+from {{ cookiecutter.package_name }}.mail.doctor import Problem
+
+from .raw_servers import listening, silent
+from .smtp_server import PASSWORD, SmtpServer, running_server
+
+# aiosmtpd cannot tell that an implicit-TLS session is encrypted; the test server is meant to be so.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+
+SOURCE_ROOT = Path({{ cookiecutter.package_name }}.__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def check_mail(cwd: Path, env: dict[str, str], *args: str) -> Run:
+    """Run check-mail with exactly the MAIL_* variables in `env`, in `cwd` (which has no .env)."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("MAIL_")}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(SOURCE_ROOT), os.environ.get("PYTHONPATH")])
+    )
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "check-mail", *args]
+    started = time.monotonic()
+    result = subprocess.run(
+        command, env=environment | env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    return Run(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def startup_seconds(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """How long the command takes when it stops before probing (settings missing): the baseline."""
+    run = check_mail(tmp_path_factory.mktemp("baseline"), {})
+    assert run.exit_code == Problem.SETTINGS_INVALID.exit_code, run
+    assert "MAIL_SERVER is required" in run.stdout
+    return run.seconds
+
+
+@pytest.fixture
+def implicit_tls_server(ca: trustme.CA, ca_file: Path) -> Iterator[SmtpServer]:
+    with running_server(ca, ca_file, "implicit") as server:
+        yield server
+
+
+def assert_one_diagnosis(run: Run, expected: Problem, timeout: float, startup: float) -> str:
+    """The exit code, the time bound, no password anywhere; returns the printed diagnosis."""
+    assert run.exit_code == expected.exit_code, run
+    assert run.seconds < startup + timeout + 1
+    assert PASSWORD not in run.stdout + run.stderr
+    assert run.stderr == ""
+    return run.stdout
+
+
+def test_ok_prints_one_line_and_exits_0(
+    smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
+) -> None:
+    output = assert_one_diagnosis(check_mail(tmp_path, smtp_server.env()), Problem.OK, 5, startup_seconds)
+    [line] = output.splitlines()
+    assert line.startswith(f"OK: localhost:{smtp_server.port} accepted the connection, STARTTLS and login")
+    assert smtp_server.received == []
+
+
+def test_wrong_password_is_diagnosed_without_showing_either_password(
+    smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
+) -> None:
+    wrong = "Wr0ng-" + PASSWORD[::-1]
+    env = smtp_server.env() | {"MAIL_PASSWORD": wrong}
+    output = assert_one_diagnosis(
+        check_mail(tmp_path, env, "--json"), Problem.AUTH_FAILED, 5, startup_seconds
+    )
+    assert wrong not in output
+    report = json.loads(output)
+    assert report["ok"] is False
+    assert report["problem"] == "auth_failed"
+    assert report["exit_code"] == Problem.AUTH_FAILED.exit_code
+    assert report["port"] == smtp_server.port
+    assert "535" in report["message"]
+    assert "MAIL_PASSWORD" in report["fix"]
+
+
+def test_invalid_settings_exit_2_naming_the_variables(
+    smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
+) -> None:
+    env = smtp_server.env() | {"MAIL_SSL_TLS": "true"}
+    output = assert_one_diagnosis(check_mail(tmp_path, env), Problem.SETTINGS_INVALID, 0, startup_seconds)
+    first, fix = output.splitlines()
+    assert first.startswith("FAILED [settings_invalid]: ")
+    assert "MAIL_STARTTLS and MAIL_SSL_TLS are both true" in first
+    assert fix.startswith("fix: ")
+
+
+def test_implicit_tls_port_configured_for_starttls(
+    implicit_tls_server: SmtpServer, tmp_path: Path, startup_seconds: float
+) -> None:
+    env = implicit_tls_server.env() | {"MAIL_STARTTLS": "true", "MAIL_SSL_TLS": "false", "MAIL_TIMEOUT": "2"}
+    run = check_mail(tmp_path, env, "--json")
+    report = json.loads(assert_one_diagnosis(run, Problem.IMPLICIT_TLS_ON_STARTTLS_PORT, 2, startup_seconds))
+    assert report["elapsed_seconds"] < 1.0, "recognised long before MAIL_TIMEOUT"
+    assert report["fix"].startswith("set MAIL_SSL_TLS=true and MAIL_STARTTLS=false")
+
+
+def test_silent_server_is_cut_off_at_the_timeout(
+    smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
+) -> None:
+    with listening(silent) as listener:
+        env = smtp_server.env() | {"MAIL_PORT": str(listener.port), "MAIL_TIMEOUT": "0.5"}
+        output = assert_one_diagnosis(
+            check_mail(tmp_path, env, "--json"), Problem.NO_GREETING, 0.5, startup_seconds
+        )
+    assert 0.5 <= json.loads(output)["elapsed_seconds"] < 1.5
+
+
+def test_unresolvable_server(smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float) -> None:
+    env = smtp_server.env() | {"MAIL_SERVER": "mail.invalid"}
+    output = assert_one_diagnosis(check_mail(tmp_path, env), Problem.DNS_FAILURE, 5, startup_seconds)
+    assert output.startswith("FAILED [dns_failure]: MAIL_SERVER=mail.invalid does not resolve")

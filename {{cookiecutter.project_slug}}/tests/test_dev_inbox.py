@@ -1,0 +1,219 @@
+"""The dev inbox: mounted only with DEV_MODE on; shows what the embedded SMTP server really received."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from fastapi import HTTPException
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }}.api.dev_inbox import message_file
+from {{ cookiecutter.package_name }}.devsmtp import DEV_PASSWORD, DEV_USERNAME, start_dev_server
+from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings
+from {{ cookiecutter.package_name }}.notifications import Notification, to_message
+
+from .conftest import service
+
+NOTIFICATION = {"to": ["alice@example.com"], "subject": "Your report", "body": "Hello <b>Alice</b>"}
+
+
+@pytest.fixture
+def dev_smtp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The embedded dev SMTP server (STARTTLS, login dev/dev); MAIL_* points at it. Yields its folder."""
+    folder = tmp_path / "dev-smtp"
+    controller = start_dev_server(folder, port=0)
+    env = {
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(controller.port),
+        "MAIL_USERNAME": DEV_USERNAME,
+        "MAIL_PASSWORD": DEV_PASSWORD,
+        "MAIL_FROM": "noreply@example.com",
+        "MAIL_FROM_NAME": "Dev Sender",
+        "MAIL_STARTTLS": "true",
+        "MAIL_SSL_TLS": "false",
+        "MAIL_CERT_BUNDLE": str(folder / "ca.pem"),
+        "MAIL_TIMEOUT": "5",
+        "DEV_SMTP_DIR": str(folder),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield folder
+    finally:
+        controller.stop()
+
+
+def deliver(**change: object) -> str:
+    """Send the service's email for a notification through the dev SMTP server, as every delivery does."""
+    notification = Notification.model_validate({**NOTIFICATION, **change})
+
+    async def send() -> None:
+        async with Mailer(MailSettings()) as mailer:
+            await mailer.send(to_message(notification, "Test Service"))
+
+    asyncio.run(send())  # the server stored the message before it answered
+    return notification.id
+
+
+def stored_ids(folder: Path) -> list[str]:
+    return sorted(path.stem for path in (folder / "inbox").glob("*.eml"))
+
+
+@pytest.fixture
+def inbox(dev_smtp: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The service with DEV_MODE on, reading the dev SMTP server's inbox."""
+    with service(monkeypatch, DEV_MODE="true") as client:
+        yield client
+
+
+def routes(message_id: str) -> list[str]:
+    return [
+        "/dev/inbox",
+        "/dev/inbox/assets/inbox.js",
+        "/dev/inbox/messages",
+        f"/dev/inbox/messages/{message_id}",
+        f"/dev/inbox/messages/{message_id}/html",
+        f"/dev/inbox/messages/{message_id}/raw",
+    ]
+
+
+@pytest.mark.parametrize("setting", [{}, {"DEV_MODE": "false"}], ids=["unset", "false"])
+def test_without_dev_mode_no_inbox_route_exists(
+    dev_smtp: Path, monkeypatch: pytest.MonkeyPatch, setting: dict[str, str]
+) -> None:
+    deliver()
+    [message_id] = stored_ids(dev_smtp)  # a real message that DEV_MODE=true would show
+
+    with service(monkeypatch, **setting) as client:
+        assert [client.get(route).status_code for route in routes(message_id)] == [404] * 6
+    with service(monkeypatch, DEV_MODE="true") as client:
+        assert [client.get(route).status_code for route in routes(message_id)] == [200] * 6
+
+
+def test_list_is_newest_first_and_answers_304_while_unchanged(inbox: TestClient, dev_smtp: Path) -> None:
+    empty = inbox.get("/dev/inbox/messages")
+    assert empty.json() == {"total": 0, "messages": []}
+
+    first = deliver(to=["alice@example.com", "bob@example.org"])
+    listed = inbox.get("/dev/inbox/messages", headers={"If-None-Match": empty.headers["ETag"]})
+    assert listed.status_code == 200
+    [row] = listed.json()["messages"]
+    assert row["id"] == stored_ids(dev_smtp)[0]
+    assert row["from"] == "Dev Sender <noreply@example.com>"
+    assert row["to"] == "alice@example.com, bob@example.org"
+    assert row["subject"] == "Your report"
+    assert row["notification_id"] == first
+    assert row["size"] == (dev_smtp / "inbox" / f"{row['id']}.eml").stat().st_size
+    assert row["received"].endswith(("Z", "+00:00"))  # UTC
+
+    unchanged = inbox.get("/dev/inbox/messages", headers={"If-None-Match": listed.headers["ETag"]})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+
+    second = deliver(subject="Second")
+    changed = inbox.get("/dev/inbox/messages", headers={"If-None-Match": listed.headers["ETag"]})
+    assert changed.status_code == 200
+    assert changed.json()["total"] == 2
+    assert [row["notification_id"] for row in changed.json()["messages"]] == [second, first]
+
+
+def test_message_shows_headers_text_and_html(inbox: TestClient, dev_smtp: Path) -> None:
+    notification_id = deliver(cc=["carol@example.com"])
+    [message_id] = stored_ids(dev_smtp)
+
+    message = inbox.get(f"/dev/inbox/messages/{message_id}").json()
+
+    assert message["subject"] == "Your report"
+    assert message["cc"] == "carol@example.com"
+    assert ["X-Notification-ID", notification_id] in message["headers"]
+    assert ["Subject", "Your report"] in message["headers"]
+    assert "Hello <b>Alice</b>" in message["text"]
+    assert "Hello &lt;b&gt;Alice&lt;/b&gt;" in message["html"]
+
+
+def test_html_part_is_served_sandboxed_without_scripts(inbox: TestClient, dev_smtp: Path) -> None:
+    deliver()
+    [message_id] = stored_ids(dev_smtp)
+
+    response = inbox.get(f"/dev/inbox/messages/{message_id}/html")
+
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Hello &lt;b&gt;Alice&lt;/b&gt;" in response.text
+    policy = [directive.strip() for directive in response.headers["Content-Security-Policy"].split(";")]
+    assert "sandbox" in policy  # no allow-scripts token after it
+    assert "default-src 'none'" in policy
+    assert not any(directive.startswith("script-src") for directive in policy)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_page_frames_the_html_part_in_a_sandbox_and_loads_only_its_own_assets(inbox: TestClient) -> None:
+    page = inbox.get("/dev/inbox")
+
+    assert page.status_code == 200
+    [iframe] = re.findall(r"<iframe[^>]*>", page.text)
+    assert re.search(r"\ssandbox[\s>]", iframe)
+    assert "allow-scripts" not in page.text
+    assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]*)"', page.text))  # nothing from a CDN
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert inbox.get("/dev/inbox/assets/inbox.css").headers["content-type"].startswith("text/css")
+    assert inbox.get("/dev/inbox/assets/inbox.js").headers["content-type"].startswith("text/javascript")
+    assert inbox.get("/dev/inbox/assets/inbox.html").status_code == 404
+
+
+def test_raw_download_is_the_stored_message_byte_for_byte(inbox: TestClient, dev_smtp: Path) -> None:
+    deliver()
+    [message_id] = stored_ids(dev_smtp)
+
+    response = inbox.get(f"/dev/inbox/messages/{message_id}/raw")
+
+    assert response.content == (dev_smtp / "inbox" / f"{message_id}.eml").read_bytes()
+    assert response.headers["content-type"] == "message/rfc822"
+    assert response.headers["content-disposition"] == f'attachment; filename="{message_id}.eml"'
+
+
+def test_text_only_message_has_no_html_part(inbox: TestClient, dev_smtp: Path) -> None:
+    deliver(format="text")
+    [message_id] = stored_ids(dev_smtp)
+
+    message = inbox.get(f"/dev/inbox/messages/{message_id}").json()
+
+    assert message["html"] is None
+    assert message["text"].strip() == NOTIFICATION["body"]
+    assert inbox.get(f"/dev/inbox/messages/{message_id}/html").status_code == 404
+
+
+TRAVERSALS = [
+    "../outside",
+    "..%2Foutside",
+    "..%2F..%2Fdev-smtp%2Foutside",
+    "%2e%2e%2foutside",
+    "20240101T000000-0123abcd%2F..%2F..%2Foutside",
+    "20240101T000000-0123ABCD",
+    "20240101T000000-0123abcd.eml",
+    "20240101T000000-0123abcd%00",
+    "notes",
+]
+
+
+@pytest.mark.parametrize("message_id", TRAVERSALS)
+def test_ids_other_than_stored_names_are_rejected(inbox: TestClient, dev_smtp: Path, message_id: str) -> None:
+    deliver()
+    secret = (dev_smtp / "ca.key").read_text()
+    (dev_smtp / "outside.eml").write_text(secret)  # beside the inbox, not in it
+    # In the inbox, but not named the way the server names messages:
+    for stray in ("20240101T000000-0123ABCD.eml", "20240101T000000-0123abcd.eml.eml", "notes.eml"):
+        (dev_smtp / "inbox" / stray).write_text(secret)
+
+    for suffix in ("", "/html", "/raw"):
+        response = inbox.get(f"/dev/inbox/messages/{message_id}{suffix}")
+        assert response.status_code == 404
+        assert "PRIVATE KEY" not in response.text
+    assert inbox.get("/dev/inbox/messages").json()["total"] == 1
+    with pytest.raises(HTTPException) as rejected:  # the check itself, whatever the router made of the URL
+        message_file(unquote(message_id), dev_smtp / "inbox")
+    assert rejected.value.status_code == 404
