@@ -65,6 +65,20 @@ def test_workflow_runs_what_developers_run(project: Path) -> None:
     assert {"setup", "lint", "test"} <= targets
 
 
+def test_celery_tests_get_a_real_broker(project: Path) -> None:
+    job = yaml.safe_load((project / WORKFLOW).read_text())["jobs"]["test"]
+    (test_step,) = [step for step in job["steps"] if step.get("run") == "make test"]
+    if "celery" not in (project / "pyproject.toml").read_text():
+        assert "services" not in job
+        assert "env" not in test_step
+        return
+    redis = job["services"]["redis"]
+    assert redis["image"].startswith("redis:")
+    assert redis["ports"] == ["6379:6379"]
+    assert "--health-cmd" in redis["options"]
+    assert test_step["env"] == {"CELERY_BROKER_URL": "redis://localhost:6379/0"}
+
+
 def test_cruft_check_runs_only_for_cruft_projects(project: Path) -> None:
     (check,) = [step for step in steps(project, "template") if "cruft check" in step.get("run", "")]
     assert check["if"] == "hashFiles('.cruft.json') != ''"

@@ -105,6 +105,8 @@ def test_mailpit_environment_is_accepted_by_the_settings(project: Path, tmp_path
         "mail.connection_config()\n"
         "print(mail.server, mail.port, mail.encrypted, mail.use_credentials, mail.cert_bundle)\n"
     )
+    if "celery" in (project / "pyproject.toml").read_text():
+        code += f"from {PACKAGE}.worker import CelerySettings\nCelerySettings()\n"
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

@@ -41,7 +41,9 @@ def chromium() -> str:
     found = shutil.which("chromium")
     if found is None and shutil.which("apt-get") and os.geteuid() == 0:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        packages = ["chromium", "fonts-dejavu-core"]  # as .ci/run installs them
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]
+        for command in (["apt-get", "update", "-qq"], install):
             if subprocess.run(command, env=env, capture_output=True, timeout=900, check=False).returncode:
                 break
         found = shutil.which("chromium")

@@ -8,9 +8,12 @@ run to an end, so nothing leaks into the next test. conftest.py imports the fixt
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +22,14 @@ from celery.contrib.testing.worker import start_worker
 from celery.signals import after_task_publish, setup_logging, task_postrun
 from pydantic import SecretStr
 
+from {{ cookiecutter.package_name }} import worker
 from {{ cookiecutter.package_name }}.worker import MAIL, CelerySettings, create_celery_app
 
 MEMORY_BROKER = "memory://localhost/"
 QUEUE = "notifications"
 MAX_RETRIES = 2
 """Queued retries in the tests' worker: two transient failures are delivered, three give up."""
+SOURCE = str(Path(worker.__file__).parents[1])
 STARTUP_MAIL_ENV = {
     "MAIL_SERVER": "localhost",
     "MAIL_PORT": "25",
@@ -65,9 +70,27 @@ class TaskTracker:
     def wait_final(self, task_id: str, timeout: float = 10.0) -> list[str]:
         """The states of every run of `task_id`, once one ended other than with RETRY."""
         with self._changed:
-            if not self._changed.wait_for(lambda: self.states.get(task_id, ["RETRY"])[-1] != "RETRY", timeout):
-                raise AssertionError(f"task {task_id} did not finish within {timeout} s: {self.states.get(task_id)}")
+            if not self._changed.wait_for(
+                lambda: self.states.get(task_id, ["RETRY"])[-1] != "RETRY", timeout
+            ):
+                raise AssertionError(
+                    f"task {task_id} did not finish within {timeout} s: {self.states.get(task_id)}"
+                )
             return list(self.states[task_id])
+
+
+def worker_command(*options: str) -> list[str]:
+    """`celery -A <package>.worker worker <options>` run by this interpreter."""
+    return [sys.executable, "-m", "celery", "-A", worker.__name__, "worker", *options]
+
+
+def worker_environment(**variables: str) -> dict[str, str]:
+    """This environment plus `variables`, with the package importable from any working directory."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")]),
+        **variables,
+    }
 
 
 def _leave_logging_to_pytest(**_: Any) -> None:
@@ -87,6 +110,9 @@ def celery_worker() -> Iterator[Celery]:
         )
     )
     app.conf.broker_transport_options["polling_interval"] = 0.01
+    # CELERY_BROKER_URL in the environment would override broker_url (Celery reads it on every
+    # connection); the explicit read and write URLs keep this worker on the memory broker.
+    app.conf.broker_read_url = app.conf.broker_write_url = MEMORY_BROKER
     setup_logging.connect(_leave_logging_to_pytest)
     with ExitStack() as stack:
         # The worker checks the MAIL_* settings as it starts; each test's first send reads that test's own.

@@ -126,7 +126,7 @@ async def test_quit_is_a_courtesy_bounded_by_half_a_second(ca_file: Path) -> Non
         settings = settings_for(listener.port, ca_file, "plain", use_credentials=False, timeout=WAIT_OUT)
         diagnosis = await diagnose(settings, Problem.OK)
         assert listener.wait_idle(1.0), "the probe left a connection open"
-    assert diagnosis.elapsed < 0.75
+    assert diagnosis.elapsed < 1.0  # QUIT waited at most CLOSE_TIMEOUT (0.5 s)
 
 
 @pytest.mark.parametrize(("password", "expected"), [(PASSWORD, Problem.OK), ("wrong", Problem.AUTH_FAILED)])

@@ -15,7 +15,8 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 import trustme
-from fastapi_mail import MessageSchema, MessageType
+from aiosmtplib.email import flatten_message
+from fastapi_mail import ConnectionConfig, FastMail, MessageSchema, MessageType, MultipartSubtypeEnum
 
 from {{ cookiecutter.package_name }}.mail import (
     DeliveryResult,
@@ -26,6 +27,7 @@ from {{ cookiecutter.package_name }}.mail import (
     TransientMailError,
 )
 from {{ cookiecutter.package_name }}.mail.errors import classify
+from {{ cookiecutter.package_name }}.mail.mailer import serialize
 
 from .smtp_server import PASSWORD, USERNAME, SmtpServer, running_server
 
@@ -121,6 +123,74 @@ async def test_send_delivers_over_tls_with_login(
     assert email["X-Notification-ID"] == "n-1"
     assert "Test Sender" in email["From"]
     assert email.get_body(("plain",)).get_content().strip() == "Body of message 1"
+
+
+def rich_message(attachment: Path) -> MessageSchema:
+    """Non-ASCII and folded headers, Cc, Bcc, Reply-To, text + HTML alternatives and an attachment."""
+    return MessageSchema(
+        subject="Café ☕ report: " + "a subject long enough to be folded over several lines " * 2,
+        recipients=["Zoë Ünicode <zoe@example.com>"],
+        cc=["carl@example.com"],
+        bcc=["hidden@example.com"],
+        reply_to=["support@example.com"],
+        body="Plain text: naïve café.",
+        alternative_body="<p>HTML: naïve café.</p>",
+        subtype=MessageType.plain,
+        multipart_subtype=MultipartSubtypeEnum.alternative,
+        attachments=[str(attachment)],
+        headers={"X-Notification-ID": "n-rich"},
+    )
+
+
+@pytest.fixture
+def attachment(tmp_path: Path) -> Path:
+    path = tmp_path / "report.csv"
+    path.write_text("day,count\n1,42\n")
+    return path
+
+
+async def test_rich_message_arrives_intact_without_bcc_header(
+    smtp_server: SmtpServer, mail_settings: MailSettings, attachment: Path
+) -> None:
+    async with Mailer(mail_settings) as mailer:
+        result = await mailer.send(rich_message(attachment))
+
+    assert result.accepted == ("zoe@example.com", "carl@example.com", "hidden@example.com")
+    [received] = smtp_server.received
+    assert received.recipients == result.accepted
+    email = received.message
+    assert email["Subject"] == str(rich_message(attachment).subject)
+    assert email["To"] == "Zoë Ünicode <zoe@example.com>"
+    assert email["Bcc"] is None
+    assert b"hidden@example.com" not in received.data
+    assert email.get_body(("plain",)).get_content() == "Plain text: naïve café."
+    assert email.get_body(("html",)).get_content() == "<p>HTML: naïve café.</p>"
+    [part] = email.iter_attachments()
+    assert part.get_filename() == "report.csv"
+    assert part.get_payload(decode=True) == b"day,count\n1,42\n"
+
+
+@pytest.mark.parametrize("rich", [False, True], ids=["plain", "rich"])
+async def test_serialize_is_byte_identical_to_aiosmtplib(rich: bool, attachment: Path) -> None:
+    config = ConnectionConfig(
+        MAIL_USERNAME="",
+        MAIL_PASSWORD="",
+        MAIL_FROM="noreply@example.com",
+        MAIL_FROM_NAME="Sendér",
+        MAIL_PORT=587,
+        MAIL_SERVER="localhost",
+        MAIL_STARTTLS=True,
+        MAIL_SSL_TLS=False,
+    )
+    built = await FastMail(config).get_message(rich_message(attachment) if rich else message(1))
+    assert not isinstance(built, list)
+
+    data = serialize(built)
+
+    # serialize() fixed the boundaries on `built`, so aiosmtplib's generator must give the same bytes.
+    assert data == flatten_message(built, cte_type="7bit")
+    assert all(str(part.get_boundary()).startswith("=_") for part in built.walk() if part.is_multipart())
+    assert b"\nBcc:" not in data
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")  # TLS is implicit

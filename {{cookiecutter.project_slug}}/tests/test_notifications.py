@@ -7,6 +7,9 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
+{% if cookiecutter.delivery == "celery" -%}
+from .celery_worker import TaskTracker
+{% endif -%}
 from .conftest import API_KEY, ROTATED_API_KEY, auth, service
 from .smtp_server import PASSWORD, USERNAME, SmtpServer
 
@@ -154,6 +157,17 @@ def test_limits_are_configurable(smtp_server: SmtpServer, monkeypatch: pytest.Mo
         )
 
 
+{% if cookiecutter.delivery == "celery" -%}
+def test_every_accepted_notification_outlives_the_shutdown(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, celery_tasks: TaskTracker
+) -> None:
+    with service(monkeypatch) as client:
+        ids = {
+            client.post("/notifications", json=NOTIFICATION, headers=auth()).json()["id"] for _ in range(20)
+        }
+    # The service has stopped; the broker still holds the notifications, and the worker sends each once.
+    celery_tasks.wait_idle()
+{%- else -%}
 def test_shutdown_waits_for_every_accepted_notification(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -162,16 +176,25 @@ def test_shutdown_waits_for_every_accepted_notification(
             client.post("/notifications", json=NOTIFICATION, headers=auth()).json()["id"] for _ in range(20)
         }
     # Leaving the block ran the shutdown: every notification is already there, none twice.
+{%- endif %}
     assert sorted(received.message["X-Notification-ID"] for received in smtp_server.received) == sorted(ids)
 
 
 def test_outcomes_are_logged_with_the_id_and_never_a_secret(
-    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+{%- if cookiecutter.delivery == "celery" %}
+    celery_tasks: TaskTracker,
+{%- endif %}
 ) -> None:
     caplog.set_level(logging.DEBUG)
     smtp_server.handler.refused.add("bob@example.org")
     with service(monkeypatch) as client:
         notification_id = client.post("/notifications", json=NOTIFICATION, headers=auth()).json()["id"]
+{%- if cookiecutter.delivery == "celery" %}
+    celery_tasks.wait_idle()
+{%- endif %}
 
     logged = caplog.text
     assert f"notification {notification_id} queued" in logged

@@ -6,21 +6,18 @@ the same path against a real broker.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from kombu.exceptions import OperationalError
 
-import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import SettingsError, load_settings
 from {{ cookiecutter.package_name }}.worker import CelerySettings
 
-from .celery_worker import MAX_RETRIES, TaskTracker
+from .celery_worker import MAX_RETRIES, TaskTracker, worker_command, worker_environment
 from .conftest import auth, service
 from .smtp_server import SmtpServer
 
@@ -28,7 +25,6 @@ NOTIFICATION = {"to": ["alice@example.com"], "subject": "Queued", "body": "Sent 
 TRANSIENT = "451 4.3.0 try again later"
 PERMANENT = "550 5.7.1 message refused"
 BROKER_PASSWORD = "Broker-Pa55word-never-shown"
-SOURCE = str(Path({{ cookiecutter.package_name }}.__file__).parents[1])
 
 
 def post(client: TestClient) -> str:
@@ -139,16 +135,16 @@ def test_broker_password_stays_out_of_errors_and_reprs(monkeypatch: pytest.Monke
 
 
 def test_worker_with_bad_mail_settings_stops_at_start_with_one_line(tmp_path: Path) -> None:
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")]),
-        "CELERY_BROKER_URL": "memory://localhost/",
-        "MAIL_PASSWORD": "Mail-Pa55word",
-    }
-    command = [sys.executable, "-m", "celery", "-A", "{{ cookiecutter.package_name }}.worker", "worker", "--pool", "solo"]
+    environment = worker_environment(CELERY_BROKER_URL="memory://localhost/", MAIL_PASSWORD="Mail-Pa55word")
 
-    completed = subprocess.run(  # noqa: S603 - fixed command
-        command, env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    completed = subprocess.run(
+        worker_command("--pool", "solo"),
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
     assert completed.returncode == 2

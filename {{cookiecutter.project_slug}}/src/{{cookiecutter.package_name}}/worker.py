@@ -41,25 +41,42 @@ class CelerySettings(BaseSettings):
 
     broker_url: SecretStr = Field(
         default=SecretStr("redis://localhost:6379/0"),
-        description="Broker: redis://host:6379/0, or amqp://user:password@host:5672// for RabbitMQ; never logged.",
+        description="Broker URL: redis://host:6379/0, or amqp://user:password@host:5672// for RabbitMQ; never logged.",
     )
-    queue: str = Field(default="notifications", min_length=1, description="Queue the notifications travel on.")
+    queue: str = Field(
+        default="notifications",
+        min_length=1,
+        description="Queue the notifications travel on; the service and its workers must use the same.",
+    )
     visibility_timeout: int = Field(
         default=3600,
         ge=1,
         le=86400,
-        description="Redis: seconds before a message taken by a worker that died is delivered again.",
+        description=(
+            "Redis: seconds after which a message held by a worker that died is delivered again; must exceed "
+            "CELERY_RETRY_BACKOFF_MAX + 2 x CELERY_TASK_TIME_LIMIT."
+        ),
     )
     task_time_limit: int = Field(
-        default=300, ge=1, description="Seconds one send may take before its worker process is replaced."
+        default=300,
+        ge=1,
+        description="Seconds one send may take before its worker process is killed and replaced.",
     )
     max_retries: int = Field(
-        default=10, ge=0, le=100, description="Queued retries of a transient SMTP failure before giving up."
+        default=10,
+        ge=0,
+        le=100,
+        description="Queued retries of a transient SMTP failure (after the Mailer's MAIL_MAX_RETRIES) before giving up.",
     )
     retry_backoff: float = Field(
-        default=2.0, gt=0, le=3600, description="Seconds before the first queued retry; doubles each time."
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Seconds before the first queued retry; doubles with each retry, plus jitter.",
     )
-    retry_backoff_max: float = Field(default=600.0, gt=0, description="Longest wait between queued retries.")
+    retry_backoff_max: float = Field(
+        default=600.0, gt=0, description="Longest wait between queued retries, in seconds."
+    )
 
     @model_validator(mode="after")
     def _check_visibility_timeout(self) -> CelerySettings:
@@ -89,7 +106,9 @@ class MailRuntime:
     def send(self, notification: Notification) -> DeliveryResult:
         """Send `notification` (see `deliver`); blocks until the server answered."""
         loop, _, mailer = self._start()
-        return asyncio.run_coroutine_threadsafe(deliver(mailer, notification, self._service_name), loop).result()
+        return asyncio.run_coroutine_threadsafe(
+            deliver(mailer, notification, self._service_name), loop
+        ).result()
 
     def close(self) -> None:
         """Finish the sends in flight and close the SMTP sessions; a later send starts afresh."""
@@ -121,7 +140,7 @@ MAIL = MailRuntime(SERVICE_NAME)
 def retry_delay(retries: int, settings: CelerySettings) -> float:
     """Seconds before queued retry `retries + 1`: doubling from CELERY_RETRY_BACKOFF, +-50% jitter, capped."""
     jitter = random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
-    return min(settings.retry_backoff * 2**retries * jitter, settings.retry_backoff_max)
+    return min(settings.retry_backoff * 2.0**retries * jitter, settings.retry_backoff_max)
 
 
 def send_notification(task: Task, payload: dict[str, Any], settings: CelerySettings) -> None:
@@ -135,11 +154,19 @@ def send_notification(task: Task, payload: dict[str, Any], settings: CelerySetti
     except MailError as error:
         retries: int = task.request.retries
         if not error.transient:
-            raise Reject(f"notification {notification.id}: permanent failure, not retried", requeue=False) from None
+            raise Reject(
+                f"notification {notification.id}: permanent failure, not retried", requeue=False
+            ) from None
         if retries >= settings.max_retries:
-            logger.error("notification %s: giving up after %d queued retries: %s", notification.id, retries, error)
-            raise Reject(f"notification {notification.id}: still failing after {retries} retries", requeue=False) from None
-        raise task.retry(exc=error, countdown=retry_delay(retries, settings), max_retries=settings.max_retries) from None
+            logger.error(
+                "notification %s: giving up after %d queued retries: %s", notification.id, retries, error
+            )
+            raise Reject(
+                f"notification {notification.id}: still failing after {retries} retries", requeue=False
+            ) from None
+        raise task.retry(
+            exc=error, countdown=retry_delay(retries, settings), max_retries=settings.max_retries
+        ) from None
 
 
 def create_celery_app(settings: CelerySettings) -> Celery:

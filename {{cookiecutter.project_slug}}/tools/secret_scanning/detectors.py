@@ -72,6 +72,12 @@ _VALUE = re.compile(
     """,
     re.VERBOSE,
 )
+# `USER, PASSWORD = "mailer", "..."`: names paired with the literals on the right.
+_TUPLE_ASSIGNMENT = re.compile(
+    r"^\s*(?P<names>[A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)+)\s*=\s*(?P<values>[^=].*)$"
+)
+_STRING_LITERAL = re.compile(r""""[^"\\]*"|'[^'\\]*'""")
+_LITERAL_SEPARATORS = re.compile(r"[\s,]*(?:#.*)?")
 _BARE_OPERATORS = frozenset({"=", ":=", "?="})
 # Unquoted right-hand sides that are references rather than values: dotted names, calls, subscripts,
 # ENV_VAR_NAMES and snake_case_names.
@@ -93,16 +99,21 @@ _GMAIL_CONTEXT = re.compile(
 
 # Userinfo may hold any sub-delimiter (RFC 3986: !$&'()*+,;=); `/`, `?`, `#` and `@` must be %-encoded.
 _URL_CREDENTIALS = re.compile(
-    r"(?i)\b[a-z][a-z0-9+.-]*+://[^\s:/?#@\"'`<>]*+:(?P<password>[^\s/?#@\"'`<>]++)@[\w\[]"
+    r"(?i)\b[a-z][a-z0-9+.-]{0,30}+://[^\s:/?#@\"'`<>]*+:(?P<password>[^\s/?#@\"'`<>]++)@[\w\[]"
 )
 
 _PLACEHOLDER = re.compile(
     r"your[-_ .]|change[-_]?me|changeit|replace[-_]?me|placeholder|example|sample|dummy|fake|redacted"
-    r"|xxxx|\*\*\*|\.\.\.|(?<![a-z])(?:test|todo)(?![a-z])"
-    # a value that names its own kind (`rotated-api-key-0123`, `smtp-password-1`) describes, not is, a secret
-    r"|(?<![a-z])(?:api[-_]?key|password|passwd|secret|token)s?(?![a-z])",
+    r"|xxxx|\*\*\*|\.\.\.",
     re.IGNORECASE,
 )
+# A value naming its own kind as a separate word, leetspeak included (`rotated-api-key-0123`,
+# `Broker-Pa55word-never-shown`, `s3cret-Test-Passw0rd`), describes a credential rather than being one:
+# providers never issue such values. Checked on the lower-cased value with digits read as letters.
+_SELF_DESCRIBING = re.compile(
+    r"(?:^|(?<=[-_.:/ ]))(?:test|todo|api[-_]?key|password|passwd|secret|token)s?(?=$|[-_.:/ ])"
+)
+_LEET = str.maketrans("013457$@", "oieastsa")
 # ${VAR}, $VAR, $(cmd), {name}, %(name)s, %NAME%, <your token>
 _TEMPLATE = re.compile(r"^\$|\$[({]|\{[^}]*\}|%\([^)]*\)[sd]|^%\w+%$|^<.*>$")
 _PLACEHOLDER_VALUES = frozenset({"undefined", "required", "optional", "notasecret"})
@@ -136,6 +147,17 @@ def assignments(
 
     Unquoted values only count where they cannot be code (`quotes_required=False`) and after `=`.
     """
+    tuple_match = _TUPLE_ASSIGNMENT.match(line)
+    if tuple_match:
+        names = re.split(r"\s*,\s*", tuple_match["names"])
+        literals = _STRING_LITERAL.findall(tuple_match["values"])
+        if len(literals) == len(names) and _LITERAL_SEPARATORS.fullmatch(
+            _STRING_LITERAL.sub("", tuple_match["values"])
+        ):
+            yield from (
+                (name, literal[1:-1]) for name, literal in zip(names, literals, strict=True) if keys(name)
+            )
+        return
     for key_match in _KEY_OPERATOR.finditer(line):
         if not keys(key_match["key"]):
             continue
@@ -272,7 +294,9 @@ def is_harmless_value(secret: str, plugin: BasePlugin) -> bool:
         return True
     if _GMAIL_SHAPE.fullmatch(value) and _is_alphabet_run(value.replace(" ", "")):
         return True  # the documentation's `abcd efgh ijkl mnop`
-    return bool(_TEMPLATE.search(value) or _PLACEHOLDER.search(value))
+    if _TEMPLATE.search(value) or _PLACEHOLDER.search(value):
+        return True
+    return bool(_SELF_DESCRIBING.search(value.lower().translate(_LEET)))
 
 
 def is_digest(secret: str, line: str, plugin: BasePlugin) -> bool:

@@ -11,7 +11,6 @@ is reported twice. Usage: scan_dropped_lines.py FILE...; exits 1 on a finding an
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import cast
 
 from detect_secrets.core import baseline

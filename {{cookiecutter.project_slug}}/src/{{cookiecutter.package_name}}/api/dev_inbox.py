@@ -8,6 +8,7 @@ scripts, and the page shows it in an `<iframe sandbox>`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -90,8 +91,9 @@ def stored_messages(inbox: Path) -> list[tuple[Path, int, float]]:
     found = []
     for path in inbox.glob("*.eml"):
         if MESSAGE_ID.fullmatch(path.stem):
-            stat = path.stat()
-            found.append((path, stat.st_size, stat.st_mtime))
+            with contextlib.suppress(FileNotFoundError):  # deleted meanwhile (`make clean`)
+                stat = path.stat()
+                found.append((path, stat.st_size, stat.st_mtime))
     return sorted(found, key=lambda entry: (entry[2], entry[0].name), reverse=True)
 
 

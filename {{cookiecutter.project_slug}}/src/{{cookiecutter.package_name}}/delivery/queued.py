@@ -20,7 +20,10 @@ class CeleryDelivery:
     async def submit(self, notification: Notification) -> None:
         """Queue `notification` as JSON (task id = notification id); raises if the broker is unreachable."""
         await asyncio.to_thread(
-            self._app.send_task, TASK_NAME, args=(notification.model_dump(mode="json"),), task_id=notification.id
+            self._app.send_task,
+            TASK_NAME,
+            args=(notification.model_dump(mode="json"),),
+            task_id=notification.id,
         )
 
     async def aclose(self) -> None:

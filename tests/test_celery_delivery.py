@@ -1,0 +1,312 @@
+"""delivery=celery on a real broker: redis-server, the API (uvicorn), `celery worker` processes, real SMTP.
+
+Every posted notification arrives. A worker killed with SIGKILL while messages are in flight
+loses none: Redis hands its unacknowledged messages to the next worker once the visibility
+timeout (3 s here) has passed. Duplicates are allowed, counted and reported; there can be no
+more than the messages the killed worker held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from .conftest import run_project_tests
+
+API_KEY = "template-test-api-key-0123456789"
+SMTP_USER, SMTP_PASSWORD = "mailer", "template-Test-Passw0rd"
+CONCURRENCY = 2
+# The visibility timeout must exceed CELERY_RETRY_BACKOFF_MAX + 2 x CELERY_TASK_TIME_LIMIT (0.5 + 2 x 1).
+FAST_RECOVERY = {
+    "CELERY_VISIBILITY_TIMEOUT": "3",
+    "CELERY_TASK_TIME_LIMIT": "1",
+    "CELERY_RETRY_BACKOFF": "0.1",
+    "CELERY_RETRY_BACKOFF_MAX": "0.5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` (for things that offer no event to wait on) until true, or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Inbox:
+    """The X-Notification-ID of every message the SMTP server accepted, in order, duplicates included."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self._arrived = threading.Condition()
+
+    def store(self, received: Any) -> None:
+        with self._arrived:
+            self.ids.append(str(received.message["X-Notification-ID"]))
+            self._arrived.notify_all()
+
+    def wait_for(self, condition: Callable[[list[str]], bool], timeout: float, what: str) -> None:
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: condition(self.ids), timeout):
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}; {len(self.ids)} arrived"
+                )
+
+
+class SlowDataHandler:
+    """Stalls each DATA for `delay` seconds, so that a worker always has messages in flight."""
+
+    def __init__(self, inner: Any, delay: float) -> None:
+        self._inner = inner
+        self.delay = delay
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        reply: str = await self._inner.handle_DATA(server, session, envelope)
+        return reply
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port, without persistence."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.fail("redis-server is not installed: `apt-get install redis-server` (.ci/run installs it)")
+    port = free_port()
+    process = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path_factory.mktemp("redis"),
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        wait_until(lambda: _pings(client), 10, "redis-server to accept connections")
+        yield url
+    finally:
+        client.close()
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def devsmtp(celery_project: Path) -> ModuleType:
+    """The rendered project's devsmtp.py (aiosmtpd, trustme and the standard library only)."""
+    path = next((celery_project / "src").glob("*/devsmtp.py"))
+    spec = importlib.util.spec_from_file_location("rendered_devsmtp", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def inbox() -> Inbox:
+    return Inbox()
+
+
+@pytest.fixture
+def smtp_handler(devsmtp: ModuleType, inbox: Inbox) -> SlowDataHandler:
+    return SlowDataHandler(devsmtp.StoringHandler(inbox.store), delay=0.0)
+
+
+@pytest.fixture
+def environment(
+    celery_project: Path, redis_url: str, devsmtp: ModuleType, smtp_handler: SlowDataHandler, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """A STARTTLS + AUTH SMTP server feeding `smtp_handler`, and an environment pointing everything at it."""
+    ca = devsmtp.load_or_create_ca(tmp_path / "ca")
+    controller = devsmtp.start_server(
+        smtp_handler,
+        tls="starttls",
+        tls_context=devsmtp.server_tls_context(ca),
+        users={SMTP_USER: SMTP_PASSWORD},
+    )
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith(("MAIL_", "API_", "CELERY_"))
+    }
+    try:
+        yield {
+            **inherited,
+            "PYTHONPATH": str(celery_project / "src"),
+            "API_KEYS": API_KEY,
+            "MAIL_SERVER": "localhost",
+            "MAIL_PORT": str(controller.port),
+            "MAIL_USERNAME": SMTP_USER,
+            "MAIL_PASSWORD": SMTP_PASSWORD,
+            "MAIL_FROM": "noreply@example.com",
+            "MAIL_CERT_BUNDLE": str(tmp_path / "ca" / "ca.pem"),
+            "CELERY_BROKER_URL": redis_url,
+            "CELERY_QUEUE": f"test-{uuid.uuid4().hex}",
+            **FAST_RECOVERY,
+        }
+    finally:
+        controller.stop()
+
+
+@contextmanager
+def running(command: list[str], environment: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` in a process group of its own; kill the whole group afterwards, whatever happened."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            env=environment,
+            cwd=log.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def package(project: Path) -> str:
+    return next(path.name for path in (project / "src").iterdir() if (path / "worker.py").exists())
+
+
+@contextmanager
+def api(project: Path, environment: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
+    """The service under uvicorn, ready to take requests."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", f"{package(project)}.main:app", "--port", str(port)]
+    with (
+        running([*command, "--log-level", "warning"], environment, tmp_path / "api.log") as process,
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
+        wait_until(lambda: _healthy(client, process), 30, "the API to answer /health")
+        yield client
+
+
+def _healthy(client: httpx.Client, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "the API exited; see api.log"
+    try:
+        return client.get("/health").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def worker(
+    project: Path, environment: dict[str, str], log: Path
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """A `celery worker` process (prefork pool) as a context manager."""
+    command = [sys.executable, "-m", "celery", "-A", f"{package(project)}.worker", "worker"]
+    options = [
+        "--concurrency",
+        str(CONCURRENCY),
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    return running([*command, *options, "--hostname", f"{log.stem}@%h"], environment, log)
+
+
+def post(client: httpx.Client, count: int) -> list[str]:
+    """POST `count` notifications; return their ids."""
+    ids = []
+    for number in range(count):
+        body = {"to": ["alice@example.com"], "subject": f"Notification {number}", "body": "Hello."}
+        response = client.post("/notifications", json=body, headers={"Authorization": f"Bearer {API_KEY}"})
+        assert response.status_code == 202, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
+def test_every_posted_notification_arrives_once(
+    celery_project: Path, environment: dict[str, str], inbox: Inbox, tmp_path: Path
+) -> None:
+    with (
+        api(celery_project, environment, tmp_path) as client,
+        worker(celery_project, environment, tmp_path / "w1.log"),
+    ):
+        posted = post(client, 30)
+        inbox.wait_for(lambda ids: set(posted) <= set(ids), 30, "all 30 notifications")
+
+    assert sorted(inbox.ids) == sorted(posted)
+
+
+def test_worker_killed_mid_flight_loses_nothing(
+    celery_project: Path,
+    environment: dict[str, str],
+    redis_url: str,
+    inbox: Inbox,
+    smtp_handler: SlowDataHandler,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    smtp_handler.delay = 0.02
+    with api(celery_project, environment, tmp_path) as client:
+        posted = post(client, 200)
+    unacked = redis.Redis.from_url(redis_url)
+
+    with worker(celery_project, environment, tmp_path / "w1.log") as first:
+        inbox.wait_for(lambda ids: len(ids) >= 40, 30, "the first worker to send 40")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+    delivered_before_kill = len(inbox.ids)
+    held_by_dead_worker = unacked.hlen("unacked")
+    assert delivered_before_kill < len(posted), "the worker was killed after it had finished"
+    assert held_by_dead_worker >= 1, "nothing was in flight when the worker died"
+
+    started = time.monotonic()
+    with worker(celery_project, environment, tmp_path / "w2.log"):
+        inbox.wait_for(lambda ids: set(posted) <= set(ids), 60, "every notification after the restart")
+    recovery = time.monotonic() - started
+
+    duplicates = sum(count - 1 for count in Counter(inbox.ids).values())
+    with capsys.disabled():
+        print(
+            f"\nkill test: {len(posted)} posted; {delivered_before_kill} delivered before SIGKILL, "
+            f"{held_by_dead_worker} unacknowledged at the kill; all {len(set(inbox.ids))} delivered "
+            f"{recovery:.1f} s after the restart; {duplicates} duplicate(s)"
+        )
+    assert set(inbox.ids) == set(posted)
+    assert duplicates <= held_by_dead_worker
+
+
+def test_generated_integration_test_passes_on_the_real_broker(celery_project: Path, redis_url: str) -> None:
+    result = run_project_tests(
+        celery_project, "tests/test_worker_redis.py", env={"CELERY_BROKER_URL": redis_url}
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
