@@ -16,7 +16,6 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
     "delivery": {
         "background": [
             "src/{package}/delivery/background.py",
-            "tests/test_background_delivery.py",
         ],
         "celery": [
             "src/{package}/delivery/queued.py",

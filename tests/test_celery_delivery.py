@@ -3,7 +3,7 @@
 Every posted notification arrives. A worker killed with SIGKILL while messages are in flight
 loses none: Redis hands its unacknowledged messages to the next worker once the visibility
 timeout (3 s here) has passed. Duplicates are allowed, counted and reported; there can be no
-more than the messages the killed worker held.
+more than the messages the killed worker held. A send cut off by the task time limit is sent again.
 """
 
 from __future__ import annotations
@@ -81,13 +81,18 @@ class Inbox:
 
 
 class SlowDataHandler:
-    """Stalls each DATA for `delay` seconds, so that a worker always has messages in flight."""
+    """Stalls each DATA for `delay` s; `hang_next` makes the next DATA hang that long and store nothing."""
 
     def __init__(self, inner: Any, delay: float) -> None:
         self._inner = inner
         self.delay = delay
+        self.hang_next = 0.0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.hang_next:
+            hang, self.hang_next = self.hang_next, 0.0
+            await asyncio.sleep(hang)
+            return "451 4.3.0 too late"  # the client has long been gone
         await asyncio.sleep(self.delay)
         reply: str = await self._inner.handle_DATA(server, session, envelope)
         return reply
@@ -302,6 +307,27 @@ def test_worker_killed_mid_flight_loses_nothing(
         )
     assert set(inbox.ids) == set(posted)
     assert duplicates <= held_by_dead_worker
+
+
+def test_send_cut_off_by_the_time_limit_is_sent_again(
+    celery_project: Path,
+    environment: dict[str, str],
+    inbox: Inbox,
+    smtp_handler: SlowDataHandler,
+    tmp_path: Path,
+) -> None:
+    smtp_handler.hang_next = (
+        3.0  # beyond CELERY_TASK_TIME_LIMIT (1 s): the worker kills that process mid-send
+    )
+    with (
+        api(celery_project, environment, tmp_path) as client,
+        worker(celery_project, environment, tmp_path / "w1.log"),
+    ):
+        [notification_id] = post(client, 1)
+        inbox.wait_for(lambda ids: notification_id in ids, 30, "the notification, sent again")
+
+    assert inbox.ids == [notification_id]
+    assert "Hard time limit (1s) exceeded" in (tmp_path / "w1.log").read_text()
 
 
 def test_generated_integration_test_passes_on_the_real_broker(celery_project: Path, redis_url: str) -> None:

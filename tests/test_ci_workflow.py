@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,9 @@ def test_lint_runs_ruff_and_mypy_strict_in_make_and_pre_commit(project: Path) ->
         "ruff format --check",
         "mypy",
     ]
-    pyproject = (project / "pyproject.toml").read_text()
-    assert re.search(r"^\[tool\.mypy\]\nstrict = true$", pyproject, re.MULTILINE)
-    assert re.search(r'^\[tool\.ruff\.lint\]\nselect = \["E", "F", ', pyproject, re.MULTILINE)
+    tools = tomllib.loads((project / "pyproject.toml").read_text())["tool"]
+    assert tools["mypy"]["strict"] is True
+    assert {"E", "F", "I", "B", "UP", "S"} <= set(tools["ruff"]["lint"]["select"])
     config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
     entries = [
         str(hook.get("entry", "")) + " " + hook["id"] for repo in config["repos"] for hook in repo["hooks"]

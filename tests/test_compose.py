@@ -151,7 +151,7 @@ def test_api_health_check_probes_health_on_the_served_port(project: Path) -> Non
 
 def test_image_runs_as_non_root_and_keeps_env_out(project: Path) -> None:
     dockerfile = (project / "Dockerfile").read_text().splitlines()
-    assert dockerfile[[line.startswith("FROM") for line in dockerfile].index(True)] == "FROM python:3.11-slim"
+    assert [line for line in dockerfile if line.startswith("FROM ")] == ["FROM python:3.11-slim"]
     users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
     assert users, "the image must switch to a non-root user"
     assert users[-1] not in {"root", "0"}

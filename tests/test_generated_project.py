@@ -12,9 +12,11 @@ import pytest
 from .conftest import DELIVERIES, render, run_project_tests
 
 
-def test_default_project_suite_passes(default_project: Path) -> None:
-    result = run_project_tests(default_project)
+@pytest.mark.parametrize("delivery", DELIVERIES)
+def test_generated_suite_passes(tmp_path: Path, delivery: str) -> None:
+    result = run_project_tests(render(tmp_path, delivery=delivery))
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
 
 
 @pytest.mark.parametrize("delivery", DELIVERIES)

@@ -12,6 +12,7 @@ import ast
 import importlib.util
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,8 @@ import trustme
 PACKAGE = "oscis_mail_service"
 ALLOWED_IMPORTS = {"fastapi_mail", "aiosmtplib", "pydantic", "pydantic_settings", "jinja2", "email_validator"}
 SECTION = "## Adding the mail module to an existing app"
-USER, PASSWORD = "acme-mailer", "Acme-dropin-S3cret-9f2c"
+USER = "acme-mailer"
+PASSWORD = secrets.token_urlsafe(18)  # fresh per run: nothing to scan, and easy to spot in output
 DRIVER = f"""
 import sys
 sys.modules[{PACKAGE!r}] = None  # importing the service package now fails: the copy must stand alone

@@ -29,7 +29,9 @@ from .fake_secrets import Plant, lookalikes, planted
 pytestmark = pytest.mark.xdist_group("secret_scanning")
 
 SEED = int(os.environ.get("FAKE_SECRETS_SEED", "20240611"))
-SECRET_HOOKS = frozenset({"forbid-env-files", "detect-secrets", "detect-secrets-dropped-lines", "detect-private-key"})
+SECRET_HOOKS = frozenset(
+    {"forbid-env-files", "detect-secrets", "detect-secrets-dropped-lines", "detect-private-key"}
+)
 CODE_HOOKS = ("ruff-check", "ruff-format", "mypy")
 PACKAGE_PLACEHOLDER = "package"
 
@@ -41,18 +43,21 @@ class Repo:
     path: Path
     env: dict[str, str]
 
-    def run(self, *args: str, skip: tuple[str, ...] = (), check: bool = False) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, skip: tuple[str, ...] = (), check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             args,
             cwd=self.path,
             env={**self.env, "SKIP": ",".join(skip)},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             timeout=600,
             check=False,
         )
         if check:
-            assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout[-4000:]}"
         return result
 
     def pre_commit(self, *args: str, skip: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -87,7 +92,7 @@ def init_repo(path: Path, env: dict[str, str]) -> Repo:
     repo.run("git", "commit", "--quiet", "--no-verify", "--message", "render", check=True)
     for args in (("install",), ("install-hooks",)):
         result = repo.pre_commit(*args)
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.returncode == 0, result.stdout
     return repo
 
 
@@ -115,7 +120,10 @@ def package(repo: Repo) -> str:
 
 
 def pre_commit_configs() -> list[Path]:
-    return [TEMPLATE / "{{cookiecutter.project_slug}}" / ".pre-commit-config.yaml", TEMPLATE / ".pre-commit-config.yaml"]
+    return [
+        TEMPLATE / "{{cookiecutter.project_slug}}" / ".pre-commit-config.yaml",
+        TEMPLATE / ".pre-commit-config.yaml",
+    ]
 
 
 @pytest.mark.parametrize("config", pre_commit_configs(), ids=["generated", "template-repo"])
@@ -130,9 +138,14 @@ def test_every_hook_installs_from_the_package_index_alone(config: Path) -> None:
         if hook["language"] == "python":
             dependencies = hook["additional_dependencies"]
             assert dependencies, hook["id"]
-            assert all(re.fullmatch(r"[A-Za-z0-9_.\[\]-]+==[\w.]+", dep) for dep in dependencies), dependencies
+            assert all(re.fullmatch(r"[A-Za-z0-9_.\[\]-]+==[\w.]+", dep) for dep in dependencies), (
+                dependencies
+            )
     ids = {hook["id"] for hook in hooks}
-    assert SECRET_HOOKS | {"check-added-large-files", "ruff-check", "ruff-format", "detect-secrets-baseline"} <= ids
+    assert (
+        SECRET_HOOKS | {"check-added-large-files", "ruff-check", "ruff-format", "detect-secrets-baseline"}
+        <= ids
+    )
 
 
 def test_hook_pins_match_the_project_dev_group() -> None:
@@ -150,14 +163,24 @@ def test_every_provider_and_delivery_renders_clean(
 ) -> None:
     """The secret hooks pass on every rendered variant (placeholders in .env.example, README, ...)."""
     root = render(tmp_path_factory.mktemp("variants"))
+    copied = 0
     for provider in PROVIDERS:
         for delivery in DELIVERIES:
-            variant = render(tmp_path_factory.mktemp(f"{provider}-{delivery}"), mail_provider=provider, delivery=delivery)
-            shutil.copytree(variant, root / "variants" / f"{provider}-{delivery}")
+            variant = render(
+                tmp_path_factory.mktemp(f"{provider}-{delivery}"), mail_provider=provider, delivery=delivery
+            )
+            # Only what differs from the default render needs scanning again (.env.example, README, ...).
+            for file in (path for path in variant.rglob("*") if path.is_file()):
+                same = root / file.relative_to(variant)
+                if not same.is_file() or same.read_bytes() != file.read_bytes():
+                    target = root / "variants" / f"{provider}-{delivery}" / file.relative_to(variant)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(file, target)
+                    copied += 1
     repo = init_repo(root, env)
     result = repo.pre_commit("run", "--all-files", skip=CODE_HOOKS)
     assert result.returncode == 0, result.stdout[-6000:]
-    assert len(repo.run("git", "ls-files", check=True).stdout.splitlines()) > 16 * 20
+    assert copied >= len(PROVIDERS) - 1, "the provider answers should change .env.example"
 
 
 @pytest.mark.parametrize("delivery", DELIVERIES)
@@ -180,13 +203,30 @@ def test_planted_credential_blocks_the_commit(repo: Repo, kind: str) -> None:
     repo.write(plant)
     try:
         result = repo.run("git", "commit", "--message", f"plant {kind}", skip=CODE_HOOKS)
-        output = result.stdout + result.stderr
+        output = result.stdout
         blocked_by = failed_hooks(output)
-        assert result.returncode != 0 and repo.head() == base, f"seed {SEED}: {kind} committed:\n{output}"
-        assert blocked_by and blocked_by <= SECRET_HOOKS, f"seed {SEED}: {kind}: {blocked_by}\n{output}"
+        assert result.returncode != 0, f"seed {SEED}: {kind} committed:\n{output}"
+        assert repo.head() == base
+        assert blocked_by, output
+        assert blocked_by <= SECRET_HOOKS, f"seed {SEED}: {kind}: {blocked_by}\n{output}"
         assert plant.path in output, output
         for secret in plant.secrets:
             assert secret not in output, f"seed {SEED}: {kind}: the hook output shows the secret"
+    finally:
+        repo.reset(base)
+
+
+@pytest.mark.parametrize(
+    "path", [".env", ".env.local", "deploy/production.env", ".envrc", ".envs/.local/.mail", "app/.env"]
+)
+def test_real_env_files_are_refused_by_name_whatever_they_hold(repo: Repo, path: str) -> None:
+    base = repo.head()
+    repo.write(Plant("env file", path, "MAIL_SERVER=127.0.0.1\nMAIL_PORT=8025\n"))
+    try:
+        result = repo.run("git", "commit", "--message", f"add {path}", skip=CODE_HOOKS)
+        assert result.returncode != 0, result.stdout
+        assert failed_hooks(result.stdout) == {"forbid-env-files"}, result.stdout
+        assert path in result.stdout
     finally:
         repo.reset(base)
 
@@ -221,13 +261,15 @@ def test_allowlist_pragma_lets_a_reviewed_line_through(repo: Repo) -> None:
         assert result.returncode == 0, result.stdout[-4000:]
         repo.write(Plant("unreviewed", python.path, (repo.path / python.path).read_text() + python.content))
         result = repo.run("git", "commit", "--message", "unreviewed", skip=CODE_HOOKS)
-        assert result.returncode != 0 and failed_hooks(result.stdout) == {"detect-secrets"}, result.stdout
+        assert result.returncode != 0
+        assert failed_hooks(result.stdout) == {"detect-secrets"}, result.stdout
     finally:
         repo.reset(base)
 
 
-def test_secrets_baseline_target_records_a_reviewed_finding_with_relative_paths(repo: Repo) -> None:
-    """`make secrets-baseline` (the manual-stage hook) is idempotent on a clean render, then takes a finding."""
+def test_secrets_baseline_target_records_a_reviewed_finding(repo: Repo) -> None:
+    """`make secrets-baseline` (a manual-stage hook) keeps a clean render's baseline, then records a finding
+    with repo-relative rule paths, after which the commit passes."""
     base = repo.head()
     shipped = (repo.path / ".secrets.baseline").read_text()
     result = repo.pre_commit("run", "detect-secrets-baseline", "--hook-stage", "manual", "--all-files")

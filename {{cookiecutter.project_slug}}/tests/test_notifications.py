@@ -40,6 +40,9 @@ def test_accepted_notification_arrives_over_tls_with_its_id(
     text = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
     assert "Hello <b>Alice</b>" in text  # plain text is never HTML-escaped
+    containers = [part for part in message.walk() if part.is_multipart()]
+    assert containers
+    assert all("Content-Transfer-Encoding" not in part for part in containers)  # RFC 2045
     assert "Hello &lt;b&gt;Alice&lt;/b&gt;" in html  # HTML is escaped
     assert notification_id in html
 

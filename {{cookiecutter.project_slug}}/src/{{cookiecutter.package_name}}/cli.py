@@ -54,6 +54,11 @@ def dev(args: argparse.Namespace) -> int:
         DEV_SMTP_DIR=str(args.dir),
     )
     os.environ.setdefault("MAIL_FROM", "noreply@example.com")
+{%- if cookiecutter.delivery == "celery" %}
+    from .worker import start_dev_worker
+
+    stop_worker = start_dev_worker()  # the queue and a worker in this process: no broker to run
+{%- endif %}
     print(
         f"dev SMTP server on 127.0.0.1:{controller.port} (STARTTLS, login {DEV_USERNAME}/{DEV_PASSWORD}); "
         f"inbox page http://{args.host}:{args.port}/dev/inbox",
@@ -62,6 +67,9 @@ def dev(args: argparse.Namespace) -> int:
     try:
         uvicorn.run("{{ cookiecutter.package_name }}.main:app", host=args.host, port=args.port, log_level="info")
     finally:
+{%- if cookiecutter.delivery == "celery" %}
+        stop_worker()
+{%- endif %}
         controller.stop()
     return 0
 

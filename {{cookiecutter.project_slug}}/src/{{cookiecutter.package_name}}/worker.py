@@ -2,18 +2,21 @@
 
 Delivery is at least once. A message is acknowledged only when its email was accepted
 by the SMTP server or failed for good (`acks_late`); the message of a worker process
-that dies is delivered again (`task_reject_on_worker_lost`, and on Redis once
-CELERY_VISIBILITY_TIMEOUT has passed). A crash between sending and acknowledging
-sends the email twice: both copies carry the same X-Notification-ID.
+that dies or runs out of time is delivered again (`task_reject_on_worker_lost`,
+`acks_on_timeout=False`, and on Redis once CELERY_VISIBILITY_TIMEOUT has passed). A crash
+between sending and acknowledging sends the email twice: both copies carry the same
+X-Notification-ID.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from celery import Celery, Task
@@ -28,6 +31,7 @@ from .notifications import Notification
 
 SERVICE_NAME = "{{ cookiecutter.project_name }}"
 TASK_NAME = "{{ cookiecutter.package_name }}.send_notification"
+DEV_BROKER = "memory://localhost/"
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +200,35 @@ def create_celery_app(settings: CelerySettings) -> Celery:
     def task(self: Task, payload: dict[str, Any]) -> None:
         send_notification(self, payload, settings)
 
-    app.task(name=TASK_NAME, bind=True, shared=False)(task)
+    # acks_on_timeout=False: a send cut off by CELERY_TASK_TIME_LIMIT goes back to the queue, not away.
+    app.task(name=TASK_NAME, bind=True, shared=False, acks_on_timeout=False)(task)
     return app
+
+
+def start_dev_worker() -> Callable[[], None]:
+    """Development (`make dev`): a worker thread in this process on Celery's in-memory broker; returns `stop`.
+
+    Points CELERY_BROKER_URL at that broker, so the service in this process needs no Redis.
+    """
+    os.environ["CELERY_BROKER_URL"] = DEV_BROKER
+    app = create_celery_app(load_settings(CelerySettings))
+    app.conf.broker_transport_options["polling_interval"] = 0.1
+    controller = app.WorkController(
+        pool="solo", without_mingle=True, without_gossip=True, without_heartbeat=True
+    )
+
+    def run() -> None:
+        app.set_current()  # the solo pool looks tasks up on this thread's current app
+        controller.start()
+
+    thread = threading.Thread(target=run, name="dev-worker", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        app.control.shutdown(destination=[controller.hostname])
+        thread.join(timeout=10)
+
+    return stop
 
 
 def exit_with(error: SettingsError) -> NoReturn:

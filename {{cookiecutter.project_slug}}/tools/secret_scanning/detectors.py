@@ -108,10 +108,10 @@ _PLACEHOLDER = re.compile(
     re.IGNORECASE,
 )
 # A value naming its own kind as a separate word, leetspeak included (`rotated-api-key-0123`,
-# `Broker-Pa55word-never-shown`, `s3cret-Test-Passw0rd`), describes a credential rather than being one:
+# `Broker-Pa55word-never-shown`, `Pl41n-T3xt-Secret!`), describes a credential rather than being one:
 # providers never issue such values. Checked on the lower-cased value with digits read as letters.
 _SELF_DESCRIBING = re.compile(
-    r"(?:^|(?<=[-_.:/ ]))(?:test|todo|api[-_]?key|password|passwd|secret|token)s?(?=$|[-_.:/ ])"
+    r"(?<![a-z0-9])(?:test|todo|api[-_]?key|password|passwd|secret|token)s?(?![a-z0-9])"
 )
 _LEET = str.maketrans("013457$@", "oieastsa")
 # ${VAR}, $VAR, $(cmd), {name}, %(name)s, %NAME%, <your token>

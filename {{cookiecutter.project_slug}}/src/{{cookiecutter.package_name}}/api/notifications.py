@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
+from ..delivery import DeliveryUnavailableError
 from ..notifications import Notification, NotificationContent
 from ..settings import ApiSettings
 from .deps import DeliveryDep, SettingsDep, require_api_key
@@ -53,7 +54,10 @@ def check_limits(content: NotificationContent, limits: ApiSettings) -> None:
     "/notifications",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Depends(require_api_key)],
-    responses={401: {"description": "Missing or invalid API key"}},
+    responses={
+        401: {"description": "Missing or invalid API key"},
+        503: {"description": "Delivery cannot take notifications now; retry later"},
+    },
 )
 async def create_notification(
     content: NotificationContent, settings: SettingsDep, delivery: DeliveryDep
@@ -61,7 +65,13 @@ async def create_notification(
     """Queue an email to `to` (and `cc`); it is sent after this answer, with the id in X-Notification-ID."""
     check_limits(content, settings.api)
     notification = Notification(**content.model_dump())
-    await delivery.submit(notification)
+    try:
+        await delivery.submit(notification)
+    except DeliveryUnavailableError as error:
+        logger.error("notification %s not accepted: %s", notification.id, error)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "delivery is unavailable; nothing was queued, retry later"
+        ) from None
     logger.info(
         "notification %s queued for %d recipient(s)", notification.id, len(content.to) + len(content.cc)
     )

@@ -11,11 +11,18 @@ from ..notifications import Notification, to_message
 logger = logging.getLogger(__name__)
 
 
+class DeliveryUnavailableError(RuntimeError):
+    """The notification could not be accepted for sending now (e.g. the broker is down); retry later."""
+
+
 class Delivery(Protocol):
     """Takes a notification and sends it after the HTTP response."""
 
     async def submit(self, notification: Notification) -> None:
-        """Accept `notification` for sending; returns before the email goes out."""
+        """Accept `notification` for sending; returns before the email goes out.
+
+        Raises `DeliveryUnavailableError` when it cannot take the notification now.
+        """
 
     async def aclose(self) -> None:
         """Finish what was accepted, then release connections."""

@@ -167,7 +167,7 @@ class Mailer:
         """Build the MIME message with fastapi-mail and flatten it, once for all attempts."""
         try:
             built = await self._fastmail.get_message(message)
-            mime = built[0] if isinstance(built, list) else built
+            mime = drop_multipart_encodings(built[0] if isinstance(built, list) else built)
             sender = extract_sender(mime)
             recipients = tuple(extract_recipients(mime))
             if not sender or not recipients:
@@ -344,6 +344,18 @@ class _SmtpPolicy(Compat32):
 
 
 _SMTP_POLICY = _SmtpPolicy(cte_type="7bit")
+
+
+def drop_multipart_encodings(message: Message) -> Message:
+    """Remove Content-Transfer-Encoding from multipart containers; returns `message`.
+
+    fastapi-mail sets a charset on its multipart containers, which also labels them
+    `base64`; RFC 2045 allows only 7bit, 8bit or binary there, and strict readers object.
+    """
+    for part in message.walk():
+        if part.is_multipart():
+            del part["Content-Transfer-Encoding"]
+    return message
 
 
 def serialize(message: Message, *, utf8: bool = False) -> bytes:
