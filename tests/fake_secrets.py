@@ -451,7 +451,8 @@ def lookalikes(seed: int, package: str) -> list[Plant]:
             "tests/test_fixtures_digest.py",
             "import hashlib\n\n"
             f'EXPECTED_SHA256 = "{sha256}"\nCOMMIT = "{sha1}"\nETAG = "{md5}"\nINTEGRITY = "{sri}"\n'
-            f'NOTIFICATION_ID = "{uuid_value}"\n\n\ndef test_digest() -> None:\n'
+            f'NOTIFICATION_ID = "{uuid_value}"\nPOSTMARK_MESSAGE_ID = "{uuid_value}"\n\n\n'
+            "def test_digest() -> None:\n"
             f'    assert hashlib.sha1(b"body").hexdigest() != "{sha1}"\n',
         ),
         Plant(

@@ -98,7 +98,7 @@ def _leave_logging_to_pytest(**_: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def celery_worker() -> Iterator[Celery]:
+def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
     """A real worker thread (solo pool) consuming the in-memory broker, for the whole session."""
     app = create_celery_app(
         CelerySettings(
@@ -117,6 +117,7 @@ def celery_worker() -> Iterator[Celery]:
     with ExitStack() as stack:
         # The worker checks the MAIL_* settings as it starts; each test's first send reads that test's own.
         with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path_factory.mktemp("worker"))  # away from the developer's .env
             for name, value in STARTUP_MAIL_ENV.items():
                 patch.setenv(name, value)
             worker = stack.enter_context(start_worker(app, perform_ping_check=False, shutdown_timeout=10))

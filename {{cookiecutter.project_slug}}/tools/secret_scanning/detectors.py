@@ -24,10 +24,10 @@ GMAIL_LABEL = "Gmail App Password"
 GITHUB_LABEL = "GitHub Access Token"
 URL_LABEL = "URL Credentials"
 _PRIVATE_KEY_LABEL = "Private Key"
+_BASE64_LABEL = "Base64 High Entropy String"
 # Values of any shape, where length, variety and spaces tell a credential from a word or a sentence.
 # (Stock regex detectors may report only a token's prefix, so these rules must not touch them.)
 _FREE_FORM_LABELS = frozenset({ASSIGNMENT_LABEL, URL_LABEL, POSTMARK_LABEL})
-_BASE64_LABEL = "Base64 High Entropy String"
 
 # In these files a credential is a string literal; an unquoted right-hand side is code.
 CODE_SUFFIXES = frozenset(
@@ -89,6 +89,8 @@ _REFERENCE = re.compile(
 )
 
 _UUID = re.compile(r"(?<![\w-])[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}(?![\w-])")
+# On a line naming Postmark, what makes a UUID its token rather than, say, a message id.
+_POSTMARK_CREDENTIAL = re.compile(r"token|key|secret|passw|credential|auth|postmark\w*\(", re.IGNORECASE)
 _GMAIL = r"[a-z]{4} [a-z]{4} [a-z]{4} [a-z]{4}|[a-z]{16}"
 _GMAIL_SHAPE = re.compile(_GMAIL)
 # A whole value: after an opening quote or an assignment, up to a closing quote, a comment or the end.
@@ -224,7 +226,7 @@ class MailgunKeyDetector(RegexBasedDetector):
 
 
 class PostmarkServerTokenDetector(RegexBasedDetector):
-    """Postmark server tokens (UUIDs): on a line naming Postmark, or given as an SMTP user name.
+    """Postmark server tokens (UUIDs): on a line naming Postmark and a credential, or as an SMTP user name.
 
     Stock detect-secrets drops every UUID; a UUID under a credential name is reported by
     CredentialAssignmentDetector.
@@ -235,7 +237,7 @@ class PostmarkServerTokenDetector(RegexBasedDetector):
 
     def analyze_string(self, string: str) -> Generator[str, None, None]:
         """UUIDs that are Postmark tokens by their context."""
-        if "postmark" in string.lower():
+        if "postmark" in string.lower() and _POSTMARK_CREDENTIAL.search(string):
             yield from _UUID.findall(string)
             return
         for _, value in assignments(string, quotes_required=False, keys=_is_login_key):

@@ -739,5 +739,7 @@ class _Session:
 
 async def _abort(writer: asyncio.StreamWriter) -> None:
     """Drop the connection at once, and let the loop release its socket before returning."""
-    writer.transport.abort()
+    # Aborting a TLS transport that already closed raises AttributeError on Python 3.11.
+    with contextlib.suppress(AttributeError, OSError):
+        writer.transport.abort()
     await asyncio.sleep(0)
