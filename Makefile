@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --group dev
+	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/pre-commit install; fi
 	touch $@
 
 demo: setup ## Render the defaults, start the service with its dev SMTP server, send a notification, show it arrived
@@ -26,9 +27,10 @@ test: setup ## Run every template test (renders, generated suites, hooks, browse
 test-fast: setup ## The template tests without the slow fresh-virtualenv ones
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
-lint: setup ## Lint the template's own code
+lint: setup ## Lint the template's own code and run its pre-commit hooks (secret scanning included)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/pre-commit run --all-files
 
 bench: setup ## Run the delivery benchmarks (prints msg/s)
 	$(BIN)/python benchmarks/bench_send.py

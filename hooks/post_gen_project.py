@@ -52,7 +52,7 @@ def remove_paths(project: Path, paths: list[str]) -> None:
 
 
 # Rendered by cookiecutter; Jinja's tojson never emits a single quote.
-ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''
+ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
 
 
 def main() -> int:

@@ -47,6 +47,14 @@ def check_email(variable: str, value: str) -> str | None:
     return f"{variable} {value!r} is not a valid email address: use the form name@example.com"
 
 
+def check_text(variable: str, value: str) -> str | None:
+    if not value.strip():
+        return f"{variable} is empty: give it a value"
+    if any(char in value for char in '"\\') or any(ord(char) < 32 for char in value):
+        return f"{variable} {value!r} contains a double quote, backslash or control character: remove it"
+    return None
+
+
 def check_region(region: str) -> str | None:
     if REGION_PATTERN.match(region):
         return None
@@ -59,6 +67,7 @@ def check_answers(answers: dict[str, str]) -> list[str]:
         check_slug(answers["project_slug"]),
         check_package_name(answers["package_name"]),
         check_email("author_email", answers["author_email"]),
+        *(check_text(name, answers[name]) for name in ("project_name", "description", "author_name")),
         check_region(answers["ses_region"]) if answers["mail_provider"] == "ses" else None,
     ]
     return [message for message in checks if message]
@@ -66,7 +75,7 @@ def check_answers(answers: dict[str, str]) -> list[str]:
 
 # Rendered by cookiecutter; Jinja's tojson never emits a single quote, so the raw
 # string cannot be cut short by any answer.
-ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''
+ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
 
 
 def main() -> int:

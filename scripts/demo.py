@@ -37,7 +37,7 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
 
 def healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(url, timeout=1) as response:
             return response.status == 200
     except OSError:
         return False
@@ -52,7 +52,16 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(project / "src"), "API_KEYS": API_KEY}
     log = workdir / "service.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "oscis_mail_service", "dev", "--port", str(http_port), "--smtp-port", str(smtp_port)],
+        [
+            sys.executable,
+            "-m",
+            "oscis_mail_service",
+            "dev",
+            "--port",
+            str(http_port),
+            "--smtp-port",
+            str(smtp_port),
+        ],
         cwd=project,
         env=env,
         stdout=log.open("w"),
@@ -60,7 +69,9 @@ def main() -> int:
     )
     base = f"http://127.0.0.1:{http_port}"
     try:
-        wait_until(lambda: healthy(f"{base}/health") or server.poll() is not None, 30, "the service did not start")
+        wait_until(
+            lambda: healthy(f"{base}/health") or server.poll() is not None, 30, "the service did not start"
+        )
         if server.poll() is not None:
             raise SystemExit(f"demo failed: the service exited:\n{log.read_text()}")
         print(f"2. started the service on {base} with the embedded STARTTLS SMTP server on port {smtp_port}")
@@ -70,7 +81,7 @@ def main() -> int:
             data=json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(request, timeout=10) as response:
             accepted = json.load(response)
             print(f"3. POST /notifications -> {response.status} {accepted}")
         wait_until(lambda: inbox.exists() and any(inbox.glob("*.eml")), 15, "no email arrived")

@@ -21,12 +21,18 @@ DELIVERIES: list[str] = CONTEXT["delivery"]
 def render(output_dir: Path, **answers: str) -> Path:
     """Render the template with `answers` over the defaults; return the project folder."""
     project = cookiecutter(
-        str(TEMPLATE), no_input=True, output_dir=str(output_dir), extra_context=answers, overwrite_if_exists=True
+        str(TEMPLATE),
+        no_input=True,
+        output_dir=str(output_dir),
+        extra_context=answers,
+        overwrite_if_exists=True,
     )
     return Path(project)
 
 
-def run_project_tests(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_project_tests(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a rendered project's pytest suite with this interpreter (its dependencies are installed here)."""
     environment = {**os.environ, "PYTHONPATH": str(project / "src"), **(env or {})}
     return subprocess.run(

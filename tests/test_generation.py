@@ -19,7 +19,9 @@ OPTION_SETS: list[dict[str, str]] = [
     {"mail_provider": "ses", "ses_region": "eu-west-1"},
     {"project_name": "Billing Mailer", "package_name": "billing_notify"},
 ]
-LEFTOVER = re.compile(r"\{\{-?\s*cookiecutter|\{%-?\s*(if|endif|for|endfor|set|raw|endraw|else)\b|cookiecutter\.")
+LEFTOVER = re.compile(
+    r"\{\{-?\s*cookiecutter|\{%-?\s*(if|endif|for|endfor|set|raw|endraw|else)\b|cookiecutter\."
+)
 
 
 @pytest.fixture(scope="module", params=OPTION_SETS, ids=answers_id)
@@ -43,16 +45,26 @@ def test_no_template_syntax_survives_rendering(project: Path) -> None:
 
 def test_python_files_compile_and_pass_ruff(project: Path) -> None:
     ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run([*ruff, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        [*ruff, "check", "--no-cache", "."], cwd=project, capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     fmt = subprocess.run(
-        [*ruff, "format", "--check", "--no-cache", "."], cwd=project, capture_output=True, text=True, check=False
+        [*ruff, "format", "--check", "--no-cache", "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
 def test_env_example_is_plain_dotenv_and_env_is_ignored(project: Path) -> None:
-    lines = [line for line in (project / ".env.example").read_text().splitlines() if line and not line.startswith("#")]
+    lines = [
+        line
+        for line in (project / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*=[^\s'\"]*( [^'\"]+)*", line) for line in lines), lines
     keys = [line.split("=", 1)[0] for line in lines]
     assert len(keys) == len(set(keys))
@@ -68,6 +80,8 @@ def test_unchosen_delivery_leaves_nothing_behind(project: Path) -> None:
         assert "celery" in (project / "pyproject.toml").read_text()
         return
     mentions = [
-        str(path.relative_to(project)) for path in text_files(project) if "celery" in path.read_text(errors="replace").lower()
+        str(path.relative_to(project))
+        for path in text_files(project)
+        if "celery" in path.read_text(errors="replace").lower()
     ]
     assert mentions == []

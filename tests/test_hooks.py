@@ -15,7 +15,8 @@ from .conftest import DELIVERIES, TEMPLATE, render
 
 def load_hook(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, TEMPLATE / "hooks" / f"{name}.py")
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -57,9 +58,20 @@ def test_good_emails_pass(email: str) -> None:
     assert pre_gen.check_email("author_email", email) is None
 
 
-@pytest.mark.parametrize("email", ["dev", "dev@", "@example.com", "dev@example", "a b@example.com", "a..b@example.com"])
+@pytest.mark.parametrize(
+    "email", ["dev", "dev@", "@example.com", "dev@example", "a b@example.com", "a..b@example.com"]
+)
 def test_malformed_emails_are_named(email: str) -> None:
     assert pre_gen.check_email("author_email", email).startswith("author_email ")
+
+
+@pytest.mark.parametrize("value", ['Say "hi"', "back\\slash", "line\nbreak", "  "])
+def test_free_text_that_would_break_toml_or_python_is_named(value: str) -> None:
+    assert pre_gen.check_text("description", value).startswith("description ")
+
+
+def test_free_text_with_accents_and_apostrophes_passes() -> None:
+    assert pre_gen.check_text("author_name", "Zoë O'Brien") is None
 
 
 @pytest.mark.parametrize(
@@ -68,6 +80,7 @@ def test_malformed_emails_are_named(email: str) -> None:
         ({"project_slug": "Bad Slug"}, "project_slug"),
         ({"package_name": "import"}, "package_name"),
         ({"author_email": "not-an-email"}, "author_email"),
+        ({"description": 'A "quoted" thing'}, "description"),
         ({"mail_provider": "ses", "ses_region": "mars"}, "ses_region"),
     ],
 )
@@ -103,7 +116,9 @@ def test_every_manifest_file_exists_when_its_option_is_chosen(tmp_path: Path, de
     package = "oscis_mail_service"
     for path in post_gen.OPTION_FILES["delivery"][delivery]:
         assert (project / path.format(package=package)).exists(), path
-    for path in post_gen.unchosen_paths({"package_name": package, "delivery": delivery}, post_gen.OPTION_FILES):
+    for path in post_gen.unchosen_paths(
+        {"package_name": package, "delivery": delivery}, post_gen.OPTION_FILES
+    ):
         assert not (project / path).exists(), path
 
 
