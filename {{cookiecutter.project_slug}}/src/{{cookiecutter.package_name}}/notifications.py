@@ -42,6 +42,11 @@ class Notification(NotificationContent):
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
+    @classmethod
+    def accept(cls, content: NotificationContent) -> Notification:
+        """`content` with a new id, without validating the addresses a second time."""
+        return cls.model_construct(**dict(content))
+
 
 def bare(addresses: list[str]) -> list[NameEmail]:
     """Addresses without display names (pydantic would invent one from the local part)."""

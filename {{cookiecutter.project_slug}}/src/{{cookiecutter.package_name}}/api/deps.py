@@ -14,13 +14,16 @@ from ..settings import Settings
 bearer_scheme = HTTPBearer(auto_error=False, description="One of the keys listed in API_KEYS.")
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are `async def` so FastAPI runs them on the event loop, not in a thread pool.
+
+
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_delivery(request: Request) -> Delivery:
+async def get_delivery(request: Request) -> Delivery:
     """The delivery started by the app's lifespan."""
     delivery: Delivery = request.app.state.delivery
     return delivery
@@ -30,7 +33,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 DeliveryDep = Annotated[Delivery, Depends(get_delivery)]
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> None:

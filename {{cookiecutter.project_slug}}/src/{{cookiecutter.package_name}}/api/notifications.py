@@ -64,7 +64,7 @@ async def create_notification(
 ) -> NotificationAccepted:
     """Queue an email to `to` (and `cc`); it is sent after this answer, with the id in X-Notification-ID."""
     check_limits(content, settings.api)
-    notification = Notification(**content.model_dump())
+    notification = Notification.accept(content)
     try:
         await delivery.submit(notification)
     except DeliveryUnavailableError as error:

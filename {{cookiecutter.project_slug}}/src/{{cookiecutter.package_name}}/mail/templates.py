@@ -16,13 +16,15 @@ class EmailTemplates:
 
     def __init__(self, folder: Path) -> None:
         loader = FileSystemLoader(folder)
-        self._html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined)
+        # auto_reload=False: templates are read and compiled once, not checked on disk per render.
+        self._html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, auto_reload=False)
         # Plain text must not be HTML-escaped (fastapi-mail's own engine escapes it).
         self._text = Environment(
             loader=loader,
             autoescape=False,  # noqa: S701 - plain text is not HTML
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            auto_reload=False,
         )
 
     def render(self, name: str, context: Mapping[str, Any]) -> tuple[str, str]:
