@@ -46,6 +46,19 @@ def run_project_tests(
     )
 
 
+def check_schema(project: Path, builtin_schema: str, relative_file: str) -> None:
+    """Validate a rendered file with check-jsonschema's vendored schema (works offline)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", builtin_schema, relative_file],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="session")
 def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The defaults, rendered once per session; tests must not modify it."""
@@ -56,6 +69,13 @@ def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def celery_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """delivery=celery, rendered once per session; tests must not modify it."""
     return render(tmp_path_factory.mktemp("celery"), delivery="celery")
+
+
+@pytest.fixture(params=DELIVERIES)
+def project(request: pytest.FixtureRequest) -> Path:
+    """The session render of each delivery (read-only)."""
+    fixture = "default_project" if request.param == "background" else "celery_project"
+    return Path(request.getfixturevalue(fixture))
 
 
 def answers_id(answers: dict[str, Any]) -> str:

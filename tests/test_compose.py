@@ -14,16 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
+from .conftest import check_schema
+
 PACKAGE = "oscis_mail_service"
-
-
-@pytest.fixture(params=["background", "celery"])
-def project(request: pytest.FixtureRequest) -> Path:
-    fixture = "default_project" if request.param == "background" else "celery_project"
-    return Path(request.getfixturevalue(fixture))
 
 
 def compose(project: Path) -> dict[str, Any]:
@@ -48,15 +43,7 @@ def dotenv(path: Path) -> dict[str, str]:
 
 
 def test_compose_file_is_valid_compose(project: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    check_schema(project, "vendor.compose-spec", "compose.yaml")
 
 
 def test_services_match_the_delivery(project: Path) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from .conftest import run_project_tests
 
 SECTIONS = [
@@ -23,12 +21,6 @@ SECTIONS = [
     "Adding the mail module to an existing app",
     "Updating from the template",
 ]
-
-
-@pytest.fixture(params=["background", "celery"])
-def project(request: pytest.FixtureRequest) -> Path:
-    fixture = "default_project" if request.param == "background" else "celery_project"
-    return Path(request.getfixturevalue(fixture))
 
 
 def section(readme: str, heading: str) -> str:
