@@ -25,8 +25,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 TlsMode = Literal["starttls", "implicit", "plain"]
 
-# aiosmtpd warns about its own deprecated attribute on every successful login; that is noise here.
-logging.getLogger("mail.log").addFilter(lambda record: "login_data is deprecated" not in record.getMessage())
+# aiosmtpd logs every SMTP command at INFO and warns about its own deprecated attribute on every
+# login; the server prints one summary line per message instead.
+_aiosmtpd_log = logging.getLogger("mail.log")
+_aiosmtpd_log.setLevel(logging.WARNING)
+_aiosmtpd_log.addFilter(lambda record: "login_data is deprecated" not in record.getMessage())
 
 DEV_USERNAME = "dev"
 DEV_PASSWORD = "dev"  # noqa: S105 - the embedded server's fixed, documented development login
