@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from . import SERVICE_NAME
 from .api import health, notifications
 from .delivery import Delivery
 {%- if cookiecutter.delivery == "celery" %}
@@ -20,7 +21,6 @@ from .mail import Mailer, SettingsError
 {%- endif %}
 from .settings import Settings
 
-SERVICE_NAME = {{ cookiecutter.project_name | tojson }}
 SERVICE_DESCRIPTION = {{ cookiecutter.description | tojson }}
 
 

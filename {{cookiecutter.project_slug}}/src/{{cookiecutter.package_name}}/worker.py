@@ -25,11 +25,11 @@ from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import SERVICE_NAME
 from .delivery import deliver
 from .mail import DeliveryResult, Mailer, MailError, MailSettings, SettingsError, load_settings
 from .notifications import Notification
 
-SERVICE_NAME = "{{ cookiecutter.project_name }}"
 TASK_NAME = "{{ cookiecutter.package_name }}.send_notification"
 DEV_BROKER = "memory://localhost/"
 
