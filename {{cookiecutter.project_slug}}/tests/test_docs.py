@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 import {{ cookiecutter.package_name }}
+from {{ cookiecutter.package_name }}.mail.doctor import Problem
 from {{ cookiecutter.package_name }}.mail.settings import env_name
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -97,3 +98,10 @@ def test_env_example_sets_exactly_the_model_variables() -> None:
 def test_every_settings_model_is_found() -> None:
     names = {model.__name__ for model in settings_models()}
     assert {"MailSettings", "ApiSettings"} <= names
+
+
+def test_readme_lists_every_check_mail_exit_code() -> None:
+    readme = (PROJECT / "README.md").read_text()
+    table = readme.split("| exit code |", 1)[1].split("\n\n", 1)[0]
+    listed = {int(number) for number in re.findall(r"(?<![\w-])(\d{1,2})(?![\w-])", table)}
+    assert {problem.exit_code for problem in Problem} <= listed
