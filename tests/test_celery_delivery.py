@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ import httpx
 import pytest
 import redis
 
-from .conftest import run_project_tests
+from .conftest import free_port, run_project_tests, wait_until
 
 API_KEY = "template-test-api-key-0123456789"
 SMTP_USER, SMTP_PASSWORD = "mailer", "template-Test-Passw0rd"
@@ -42,22 +41,6 @@ FAST_RECOVERY = {
     "CELERY_RETRY_BACKOFF": "0.1",
     "CELERY_RETRY_BACKOFF_MAX": "0.5",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` (for things that offer no event to wait on) until true, or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Inbox:

@@ -13,7 +13,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .conftest import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 API_KEY = "browser-test-key-0123456789"
@@ -53,13 +54,6 @@ def chromium() -> str:
             "was impossible or failed; install Debian's chromium to check the dev inbox !!!"
         )
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def request(url: str, body: dict[str, Any] | None = None) -> Any:

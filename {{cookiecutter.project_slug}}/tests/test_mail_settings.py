@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -173,3 +174,13 @@ def test_settings_never_show_the_password(monkeypatch: pytest.MonkeyPatch) -> No
         repr(settings.connection_config()),
     ):
         assert PASSWORD not in text
+
+
+def test_secret_forms_cover_every_encoding_smtp_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    forms = load(monkeypatch, {}).secret_forms()
+    assert forms == (
+        PASSWORD,
+        base64.b64encode(PASSWORD.encode()).decode(),  # AUTH LOGIN
+        base64.b64encode(f"\0mailer\0{PASSWORD}".encode()).decode(),  # AUTH PLAIN
+    )
+    assert load(monkeypatch, {"MAIL_PASSWORD": None, "MAIL_USE_CREDENTIALS": "false"}).secret_forms() == ()

@@ -18,6 +18,7 @@ import trustme
 from aiosmtplib.email import flatten_message
 from fastapi_mail import ConnectionConfig, FastMail, MessageSchema, MessageType, MultipartSubtypeEnum
 
+from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import (
     DeliveryResult,
     Mailer,
@@ -83,14 +84,6 @@ async def assert_no_socket_left(port: int, server: SmtpServer | None = None) -> 
     if server is not None:
         await eventually(lambda: server.handler.open_connections() == 0)
     await eventually(lambda: sockets_to(port) in (0, None))
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -347,7 +340,8 @@ async def test_untrusted_certificate_is_permanent(smtp_server: SmtpServer) -> No
     assert len(smtp_server.handler.connections) == 1
 
 
-async def test_server_down_fails_in_bounded_time(smtp_server: SmtpServer, closed_port: int) -> None:
+async def test_server_down_fails_in_bounded_time(smtp_server: SmtpServer) -> None:
+    closed_port = free_port()
     settings = MailSettings(port=closed_port, timeout=0.5, max_retries=2)
     started = time.monotonic()
     async with Mailer(settings) as mailer:

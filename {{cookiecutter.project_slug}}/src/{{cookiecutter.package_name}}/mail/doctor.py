@@ -10,7 +10,6 @@ close), and the password never appears in a diagnosis, even if the server echoes
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import re
@@ -18,13 +17,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 
+from .errors import redact
 from .settings import MailSettings, SettingsError, load_settings
 
 SUPPORTED_MECHANISMS = ("PLAIN", "LOGIN")
@@ -227,28 +226,12 @@ async def probe(settings: MailSettings) -> Diagnosis:
             await session.close()
     return Diagnosis(
         found.problem,
-        _redact(settings, found.message),
-        _redact(settings, found.fix),
+        redact(found.message, settings.secret_forms()),
+        redact(found.fix, settings.secret_forms()),
         settings.server,
         settings.port,
         time.monotonic() - started,
     )
-
-
-def _redact(settings: MailSettings, text: str) -> str:
-    """`text` without the password or any encoding of it that the probe sent."""
-    for secret in _secrets(settings):
-        text = text.replace(secret, "***")
-    return text
-
-
-def _secrets(settings: MailSettings) -> Iterator[str]:
-    password = settings.password.get_secret_value()
-    if not password:
-        return
-    yield password
-    yield base64.b64encode(password.encode()).decode()
-    yield auth_plain_encode(settings.username, password).decode()
 
 
 def login_advice(server: str, username: str) -> str:

@@ -50,6 +50,14 @@ class PermanentMailError(MailError):
     transient = False
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each non-empty secret replaced by "***"."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def classify(error: BaseException, action: str = "sending", secrets: Iterable[str] = ()) -> MailError:
     """The `MailError` for `error`, raised while doing `action` (e.g. "connect to host:587").
 
@@ -58,10 +66,7 @@ def classify(error: BaseException, action: str = "sending", secrets: Iterable[st
     if isinstance(error, MailError):
         return error
     transient, reply_code, detail = _describe(error)
-    message = " ".join(f"{action} failed: {detail}".split())
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, REDACTED)
+    message = redact(" ".join(f"{action} failed: {detail}".split()), secrets)
     kind = TransientMailError if transient else PermanentMailError
     result = kind(message, reply_code=reply_code)
     result.__cause__ = error

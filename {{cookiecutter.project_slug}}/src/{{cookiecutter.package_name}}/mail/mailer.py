@@ -103,7 +103,7 @@ class Mailer:
         self._settings = settings
         self._fastmail = FastMail(settings.connection_config())
         self._where = f"{settings.server}:{settings.port}"
-        self._secrets = (settings.password.get_secret_value(),)
+        self._secrets = settings.secret_forms()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._idle: list[_Session] = []
         self._local_hostname: str | None = None

@@ -7,6 +7,7 @@ checked here, when the settings load.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import ssl
@@ -111,6 +112,21 @@ class MailSettings(BaseSettings):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+    def secret_forms(self) -> tuple[str, ...]:
+        """The password as it may appear in SMTP text: plain, base64 (AUTH LOGIN), the AUTH PLAIN blob.
+
+        Every error and diagnosis hides each of these.
+        """
+        password = self.password.get_secret_value()
+        if not password:
+            return ()
+        plain_blob = b"\0" + self.username.encode() + b"\0" + password.encode()
+        return (
+            password,
+            base64.b64encode(password.encode()).decode(),
+            base64.b64encode(plain_blob).decode(),
+        )
 
     def connection_config(self, template_folder: Path | None = None) -> ConnectionConfig:
         """The same settings as a `fastapi_mail.ConnectionConfig`."""
