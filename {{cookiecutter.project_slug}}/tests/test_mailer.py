@@ -28,7 +28,7 @@ from {{ cookiecutter.package_name }}.mail import (
     TransientMailError,
 )
 from {{ cookiecutter.package_name }}.mail.errors import classify
-from {{ cookiecutter.package_name }}.mail.mailer import serialize
+from {{ cookiecutter.package_name }}.mail.mime import serialize
 
 from .smtp_server import PASSWORD, USERNAME, SmtpServer, running_server
 

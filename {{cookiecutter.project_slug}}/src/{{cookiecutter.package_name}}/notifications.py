@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi_mail import MessageSchema, MessageType
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, NameEmail, field_validator
 
+from .mail.headers import header_problem
 from .mail.templates import EmailTemplates
 
 NOTIFICATION_ID_HEADER = "X-Notification-ID"
@@ -32,8 +33,9 @@ class NotificationContent(BaseModel):
     @field_validator("subject")
     @classmethod
     def _single_line(cls, subject: str) -> str:
-        if "\r" in subject or "\n" in subject:
-            raise ValueError("must not contain CR or LF (header injection)")
+        problem = header_problem(subject)
+        if problem is not None:
+            raise ValueError(problem)
         return subject
 
 

@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import random
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from email.generator import BytesGenerator
-from email.message import Message
-from email.policy import Compat32
-from typing import Any, Self
+from typing import Self
 
 import aiosmtplib
-from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
+from aiosmtplib.email import extract_recipients, extract_sender
 from fastapi_mail import FastMail, MessageSchema
 
 from .errors import MailError, TransientMailError, classify
+from .mime import ascii_domains, drop_multipart_encodings, international_addresses, serialize
 from .settings import MailSettings
 
 __all__ = ["DeliveryResult", "Mailer"]
@@ -166,8 +162,10 @@ class Mailer:
     async def _envelope(self, message: MessageSchema) -> _Envelope:
         """Build the MIME message with fastapi-mail and flatten it, once for all attempts."""
         try:
-            built = await self._fastmail.get_message(message)
-            mime = drop_multipart_encodings(built[0] if isinstance(built, list) else built)
+            built = await self._fastmail.get_message(ascii_domains(message))
+            mime = international_addresses(
+                drop_multipart_encodings(built[0] if isinstance(built, list) else built)
+            )
             sender = extract_sender(mime)
             recipients = tuple(extract_recipients(mime))
             if not sender or not recipients:
@@ -322,60 +320,6 @@ class Mailer:
         with contextlib.suppress(Exception):
             await session.smtp.quit(timeout=min(CLOSE_TIMEOUT, self._settings.timeout))
         session.abort()
-
-
-class _SmtpPolicy(Compat32):
-    """compat32, the policy of fastapi-mail's messages, with a fast path for plain short headers.
-
-    compat32 runs every header through `email.header.Header`, which returns a short ASCII value
-    unchanged ("Name: value") at a cost of several microseconds each.
-    """
-
-    def fold_binary(self, name: str, value: Any) -> bytes:
-        if (
-            isinstance(value, str)
-            and value.isascii()
-            and "\r" not in value
-            and "\n" not in value
-            and len(name) + len(value) + 2 <= (self.max_line_length or 0)
-        ):
-            return f"{name}: {value}{self.linesep}".encode("ascii")
-        return super().fold_binary(name, value)
-
-
-_SMTP_POLICY = _SmtpPolicy(cte_type="7bit")
-
-
-def drop_multipart_encodings(message: Message) -> Message:
-    """Remove Content-Transfer-Encoding from multipart containers; returns `message`.
-
-    fastapi-mail sets a charset on its multipart containers, which also labels them
-    `base64`; RFC 2045 allows only 7bit, 8bit or binary there, and strict readers object.
-    """
-    for part in message.walk():
-        if part.is_multipart():
-            del part["Content-Transfer-Encoding"]
-    return message
-
-
-def serialize(message: Message, *, utf8: bool = False) -> bytes:
-    """The bytes to transmit for `message`: no Bcc header, 7-bit clean. Changes `message`.
-
-    Byte for byte what `aiosmtplib.email.flatten_message(message, cte_type="7bit")` gives, at a
-    third of the cost: each multipart without a boundary gets a random 122-bit one ("=_" + hex,
-    which base64 and quoted-printable never produce and no text can guess), so the generator
-    does not compile a regular expression per boundary to search the text for it.
-    """
-    if not isinstance(message.policy, Compat32):
-        return flatten_message(message, utf8=utf8, cte_type="7bit")
-    del message["Bcc"]
-    del message["Resent-Bcc"]
-    for part in message.walk():
-        if part.is_multipart() and part.get_boundary() is None:
-            part.set_boundary(f"=_{uuid.uuid4().hex}")
-    with io.BytesIO() as buffer:
-        BytesGenerator(buffer, policy=_SMTP_POLICY).flatten(message)
-        return buffer.getvalue()
 
 
 def _is_disconnect(error: Exception) -> bool:

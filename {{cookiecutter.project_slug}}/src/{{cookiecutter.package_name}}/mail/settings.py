@@ -23,9 +23,12 @@ from pydantic import (
     FilePath,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .headers import header_problem
 
 STARTTLS_PORTS = frozenset({587, 2587})
 IMPLICIT_TLS_PORTS = frozenset({465, 2465})
@@ -89,6 +92,14 @@ class MailSettings(BaseSettings):
         le=60,
         description="Seconds before the first retry; doubles with each retry, plus jitter.",
     )
+
+    @field_validator("from_name")
+    @classmethod
+    def _header_safe(cls, name: str) -> str:
+        problem = header_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
 
     @model_validator(mode="after")
     def _check_security(self) -> MailSettings:

@@ -1,0 +1,152 @@
+"""Header injection: no control character reaches a header, and every header line on the wire is real.
+
+The bytes are parsed as they arrived at a real SMTP server (STARTTLS, AUTH).
+"""
+
+from __future__ import annotations
+
+import email
+from email.policy import default
+
+import pytest
+from fastapi.testclient import TestClient
+from fastapi_mail import MessageSchema, MessageType
+from pydantic import ValidationError
+
+from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, PermanentMailError, SettingsError, load_settings
+from {{ cookiecutter.package_name }}.mail.headers import header_problem
+from {{ cookiecutter.package_name }}.mail.mime import MAX_LINE, international_addresses, serialize
+from {{ cookiecutter.package_name }}.notifications import NotificationContent
+
+from .conftest import auth
+from .smtp_server import SmtpServer
+
+pytestmark = pytest.mark.anyio
+
+FORBIDDEN = [
+    *(chr(code) for code in range(0x20) if code != 0x09),
+    "\x7f",
+    *(chr(code) for code in range(0x80, 0xA0)),
+    "\u2028",
+    "\u2029",
+    "\ud800",
+    "\udfff",
+]
+SHORT = "Hello"
+LONG = "A" * 70
+"""Past compat32's 78-column fold, where VT, FF, FS, GS and RS used to start a new header line."""
+
+
+def subject_with(char: str, prefix: str) -> str:
+    return f"{prefix}{char}Reply-To: attacker@evil.test"
+
+
+@pytest.mark.parametrize("prefix", [SHORT, LONG], ids=["short", "long"])
+@pytest.mark.parametrize("char", FORBIDDEN, ids=[f"U+{ord(char):04X}" for char in FORBIDDEN])
+def test_every_control_character_and_lone_surrogate_is_refused_in_a_subject(char: str, prefix: str) -> None:
+    with pytest.raises(ValidationError, match="subject"):
+        NotificationContent(to=["a@example.com"], subject=subject_with(char, prefix), body="x")
+    assert header_problem(subject_with(char, prefix)) is not None
+
+
+def test_tab_and_ordinary_text_are_accepted() -> None:
+    for subject in ("Tab\there", "Grüße aus Köln ✓", "x" * 998):
+        assert header_problem(subject) is None
+        assert NotificationContent(to=["a@example.com"], subject=subject, body="x").subject == subject
+
+
+def test_api_answers_422_for_a_control_character_in_the_subject(
+    client: TestClient, smtp_server: SmtpServer
+) -> None:
+    for char in ("\x0b", "\x1c", "\x00", "\x85", "\u2028"):
+        body = {"to": ["a@example.com"], "subject": LONG + char + "Reply-To: attacker@evil.test", "body": "x"}
+        response = client.post("/notifications", json=body, headers=auth())
+        assert response.status_code == 422, char
+    assert smtp_server.received == []
+
+
+@pytest.mark.parametrize("name", ["Sender\r\nBcc: victim@example.com", "Sender\x0bX: 1", "Sender\x1b[31m"])
+def test_mail_from_name_with_a_control_character_stops_the_settings(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("MAIL_FROM_NAME", name)
+    with pytest.raises(SettingsError, match="MAIL_FROM_NAME: must not contain") as raised:
+        load_settings(MailSettings)
+    assert name not in str(raised.value)
+
+
+def raw_message(subject: str, *recipients: str) -> MessageSchema:
+    """A message built without the API's validation, as a caller of the mail package may."""
+    return MessageSchema(
+        subject=subject,
+        recipients=list(recipients or ["alice@example.com"]),
+        body="Body",
+        subtype=MessageType.plain,
+        headers={"X-Notification-ID": "n-1"},
+    )
+
+
+@pytest.mark.parametrize("prefix", [SHORT, LONG], ids=["short", "long"])
+@pytest.mark.parametrize("char", FORBIDDEN[:-2], ids=[f"U+{ord(char):04X}" for char in FORBIDDEN[:-2]])
+async def test_mailer_refuses_to_send_a_header_that_would_break_its_line(
+    smtp_server: SmtpServer, mail_settings: MailSettings, char: str, prefix: str
+) -> None:
+    async with Mailer(mail_settings) as mailer:
+        with pytest.raises(PermanentMailError, match="building the message failed"):
+            await mailer.send(raw_message(subject_with(char, prefix)))
+    assert smtp_server.received == []
+
+
+def header_lines(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "x" * 998,
+        "word " * 199 + "end",
+        "ü" * 998,
+        "Tab\tinside and " + "y" * 990,
+    ],
+    ids=["998-no-spaces", "998-words", "998-non-ascii", "tab-and-long-word"],
+)
+async def test_long_subjects_arrive_intact_in_lines_of_at_most_998_characters(
+    smtp_server: SmtpServer, mail_settings: MailSettings, subject: str
+) -> None:
+    async with Mailer(mail_settings) as mailer:
+        await mailer.send(raw_message(subject))
+
+    [received] = smtp_server.received
+    lines = header_lines(received.data)
+    assert max(len(line) for line in lines) <= MAX_LINE
+    assert all(line[:1] in b" \t" or b":" in line for line in lines)
+    assert received.message["Subject"] == subject
+    assert received.message["Reply-To"] is None
+
+
+async def test_international_domain_goes_out_in_punycode_without_smtputf8(
+    smtp_server: SmtpServer, mail_settings: MailSettings
+) -> None:
+    async with Mailer(mail_settings) as mailer:
+        result = await mailer.send(raw_message("IDN", "user@bücher.example", "bob@example.com"))
+
+    [received] = smtp_server.received
+    assert received.recipients == ("user@xn--bcher-kva.example", "bob@example.com")
+    assert result.accepted == ("user@xn--bcher-kva.example", "bob@example.com")
+    assert [address.addr_spec for address in received.message["To"].addresses] == [
+        "user@xn--bcher-kva.example",
+        "bob@example.com",
+    ]
+    assert received.data.isascii()
+
+
+def test_non_ascii_local_part_is_one_utf8_address_per_header_entry() -> None:
+    built = email.message_from_string("Subject: s\n\nbody\n")
+    built["To"] = "jörg@bücher.example, bob@example.com"
+    data = serialize(international_addresses(built), utf8=True)
+    parsed = email.message_from_string(data.decode(), policy=default)
+    assert [address.addr_spec for address in parsed["To"].addresses] == [
+        "jörg@xn--bcher-kva.example",
+        "bob@example.com",
+    ]
