@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.mail import (
     PermanentMailError,
     TransientMailError,
 )
-from {{ cookiecutter.package_name }}.mail.errors import classify
+from {{ cookiecutter.package_name }}.mail.errors import DeliveryOutcomeUnknownError, classify
 from {{ cookiecutter.package_name }}.mail.mime import serialize
 
 from .smtp_server import PASSWORD, USERNAME, SmtpServer, running_server
@@ -367,18 +367,37 @@ async def test_server_that_never_greets_times_out(smtp_server: SmtpServer, silen
     await assert_no_socket_left(silent_port)
 
 
-async def test_slow_data_reply_times_out(smtp_server: SmtpServer) -> None:
-    smtp_server.handler.delay = 5.0
-    settings = MailSettings(timeout=0.2, max_retries=1)
+async def test_late_reply_to_the_end_of_data_is_awaited_with_mail_data_timeout(
+    smtp_server: SmtpServer,
+) -> None:
+    smtp_server.handler.delay = 0.6  # past MAIL_TIMEOUT: once 3 notifications became 12 emails
+    settings = MailSettings(timeout=0.2, data_timeout=5.0, max_retries=3)
+    async with Mailer(settings) as mailer:
+        results = await mailer.send_many([message(1), message(2), message(3)])
+
+    assert [result.attempts for result in results if isinstance(result, DeliveryResult)] == [1, 1, 1]
+    assert notification_ids(smtp_server) == {"n-1": 1, "n-2": 1, "n-3": 1}
+
+
+async def test_no_reply_to_the_end_of_data_is_not_retried(
+    smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.handler.delay = 1.0
+    settings = MailSettings(timeout=0.2, data_timeout=0.3, max_retries=3)
     started = time.monotonic()
     async with Mailer(settings) as mailer:
-        with pytest.raises(TransientMailError) as caught:
+        with pytest.raises(DeliveryOutcomeUnknownError) as caught:
             await mailer.send(message(1, "dave@example.com"))
 
-    assert time.monotonic() - started < settings.timeout * 2 + MARGIN
-    assert "sending" in str(caught.value)
+    assert time.monotonic() - started < settings.data_timeout + MARGIN
+    assert isinstance(caught.value, PermanentMailError)
     assert "dave@example.com" in str(caught.value)
-    assert "MAIL_TIMEOUT" in str(caught.value)
+    assert "MAIL_DATA_TIMEOUT" in str(caught.value)
+    assert "may have accepted it, so it is not retried" in str(caught.value)
+    assert "retry" not in caplog.text
+    await asyncio.sleep(smtp_server.handler.delay + 0.2)  # the server's late answers would have come in
+    assert len(smtp_server.handler.connections) == 1
+    assert sum(notification_ids(smtp_server).values()) <= 1
     await assert_no_socket_left(smtp_server.port, smtp_server)
 
 

@@ -13,7 +13,13 @@ from collections.abc import Iterable, Iterator
 
 import aiosmtplib
 
-__all__ = ["MailError", "PermanentMailError", "TransientMailError", "classify"]
+__all__ = [
+    "DeliveryOutcomeUnknownError",
+    "MailError",
+    "PermanentMailError",
+    "TransientMailError",
+    "classify",
+]
 
 REDACTED = "***"
 
@@ -48,6 +54,13 @@ class PermanentMailError(MailError):
     """A failure that will repeat: 5xx reply, refused login, bad TLS or settings. Not retried."""
 
     transient = False
+
+
+class DeliveryOutcomeUnknownError(PermanentMailError):
+    """The message was sent but the server's reply to it never came: it may have been delivered.
+
+    Not retried, because a retry could deliver the message twice.
+    """
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

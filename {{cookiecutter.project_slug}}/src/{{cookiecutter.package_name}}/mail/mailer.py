@@ -8,7 +8,8 @@ fastapi-mail (templates, attachments, headers), once per message.
 
 Transient failures (lost connection, timeout, 4xx reply) are retried with exponential
 backoff and jitter; permanent ones (5xx reply, refused login, TLS or settings problems)
-are raised at once. A session that failed is closed, never reused. A pooled session that
+are raised at once, and so is a missing reply to the end of the data (`MAIL_DATA_TIMEOUT`):
+the message may have been delivered, and a retry could duplicate it. A session that failed is closed, never reused. A pooled session that
 idled past `MAIL_POOL_IDLE_TIMEOUT` is closed; one the server closed is replaced without
 counting as an attempt.
 
@@ -32,6 +33,7 @@ from fastapi_mail import FastMail, MessageSchema
 from .errors import MailError, TransientMailError, classify
 from .mime import ascii_domains, drop_multipart_encodings, international_addresses, serialize
 from .settings import MailSettings
+from .transaction import transact
 
 __all__ = ["DeliveryResult", "Mailer"]
 
@@ -211,8 +213,14 @@ class Mailer:
         while True:
             session = await self._acquire()
             try:
-                refused, _ = await session.smtp.sendmail(
-                    envelope.sender, envelope.recipients, envelope.data, mail_options=envelope.mail_options
+                refused = await transact(
+                    session.smtp,
+                    envelope.sender,
+                    envelope.recipients,
+                    envelope.data,
+                    mail_options=envelope.mail_options,
+                    data_timeout=self._settings.data_timeout,
+                    action=envelope.action,
                 )
             except BaseException as error:
                 self._discard(session)

@@ -72,6 +72,12 @@ class MailSettings(BaseSettings):
         default=None, description="PEM file of extra CA certificates to trust, besides the system ones."
     )
     timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds allowed for each SMTP step.")
+    data_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        le=3600,
+        description="Seconds to wait for the reply to the end of a message (RFC 5321 4.5.3.2: 10 minutes).",
+    )
     allow_port_mismatch: bool = Field(
         default=False,
         description="Accept a port that does not match the TLS mode (465 with STARTTLS, 587 with implicit TLS).",

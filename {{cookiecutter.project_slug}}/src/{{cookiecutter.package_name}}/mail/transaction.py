@@ -1,0 +1,97 @@
+"""One SMTP mail transaction (MAIL, RCPT, DATA) where the reply to the final "." has its own timeout.
+
+RFC 5321 4.5.3.2 gives the server 10 minutes to answer the end of the data: it may be
+scanning the message. aiosmtplib's `sendmail` bounds every step by one timeout and cannot
+tell a timeout before the data was sent from one after it. Here each command waits
+`smtp.timeout`; the final reply waits `data_timeout`, and a timeout or lost connection
+after the data was sent raises `DeliveryOutcomeUnknownError`: the server may have accepted
+the message, so a retry could deliver it twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import aiosmtplib
+from aiosmtplib.email import parse_address
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+from .errors import DeliveryOutcomeUnknownError
+
+__all__ = ["transact"]
+
+_START_INPUT = 354
+_COMPLETED = 250
+
+
+async def transact(
+    smtp: aiosmtplib.SMTP,
+    sender: str,
+    recipients: tuple[str, ...],
+    data: bytes,
+    *,
+    mail_options: tuple[str, ...],
+    data_timeout: float,
+    action: str,
+) -> dict[str, aiosmtplib.SMTPResponse]:
+    """Send `data` from `sender` to `recipients` on the connected `smtp`; returns the refused recipients.
+
+    Raises what aiosmtplib raises before the data was sent (an RSET follows a refusal), and
+    `DeliveryOutcomeUnknownError` (naming `action`) when no reply to the data came.
+    """
+    for address in (sender, *recipients):
+        parse_address(address)  # refuses an address unsafe on a command line, before anything is sent
+    if smtp.is_ehlo_or_helo_needed:
+        try:
+            await smtp.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await smtp.helo()
+    utf8 = "SMTPUTF8" in mail_options
+    if utf8 and not smtp.supports_extension("smtputf8"):
+        raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
+    payload = normalize_message_line_endings(data)
+    options = list(mail_options)
+    if smtp.supports_extension("size"):
+        options.insert(0, f"SIZE={len(payload)}")
+    encoding = "utf-8" if utf8 else "ascii"
+    refused: dict[str, aiosmtplib.SMTPResponse] = {}
+    try:
+        await smtp.mail(sender, options=options, encoding=encoding)
+        for recipient in recipients:
+            try:
+                await smtp.rcpt(recipient, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as refusal:
+                refused[recipient] = aiosmtplib.SMTPResponse(refusal.code, refusal.message)
+        if len(refused) == len(recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(
+                [
+                    aiosmtplib.SMTPRecipientRefused(r.code, r.message, address)
+                    for address, r in refused.items()
+                ]
+            )
+        start = await smtp.execute_command(b"DATA")
+        if start.code != _START_INPUT:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        with contextlib.suppress(ConnectionError, aiosmtplib.SMTPException):
+            await smtp.rset()
+        raise
+    protocol = smtp.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    protocol.write(PERIOD_REGEX.sub(b"..", payload) + b".\r\n")
+    try:
+        reply = await protocol.read_response(timeout=data_timeout)
+    except OSError as error:  # a timeout (TimeoutError) or a lost connection (ConnectionError)
+        what = (
+            f"no reply to the end of the message within {data_timeout:g} s (MAIL_DATA_TIMEOUT)"
+            if isinstance(error, TimeoutError)
+            else "the connection was lost before the server answered the end of the message"
+        )
+        raise DeliveryOutcomeUnknownError(
+            f"{action}: {what}; the server may have accepted it, so it is not retried "
+            "(a retry could deliver it twice)"
+        ) from error
+    if reply.code != _COMPLETED:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return refused
