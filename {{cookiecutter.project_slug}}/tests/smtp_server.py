@@ -8,9 +8,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import trustme
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from {{ cookiecutter.package_name }}.devsmtp import Received, StoringHandler, TlsMode, server_tls_context, start_server
 
@@ -25,6 +26,7 @@ class FaultyHandler(StoringHandler):
     `refused`: recipients answered "550 5.1.1 unknown mailbox" at RCPT.
     `delay`: seconds to stall before answering each DATA.
     `connections`: the server side of every client connection, in the order they said EHLO.
+    `logins`: each AUTH attempt as (mechanism, accepted).
     """
 
     def __init__(self) -> None:
@@ -33,6 +35,7 @@ class FaultyHandler(StoringHandler):
         self.refused: set[str] = set()
         self.delay = 0.0
         self.connections: list[SMTP] = []
+        self.logins: list[tuple[str, bool]] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         super().__init__(self._record)
@@ -141,6 +144,16 @@ def running_server(ca: trustme.CA, ca_file: Path, tls: TlsMode = "starttls") -> 
         tls_context=None if tls == "plain" else server_tls_context(ca, "localhost", "127.0.0.1"),
         users={USERNAME: PASSWORD},
     )
+    authenticate = controller.SMTP_kwargs["authenticator"]
+
+    def counting(
+        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        result: AuthResult = authenticate(server, session, envelope, mechanism, auth_data)
+        handler.logins.append((mechanism, result.success))
+        return result
+
+    controller.SMTP_kwargs["authenticator"] = counting
     try:
         yield SmtpServer(handler, controller.port, ca_file, tls)
     finally:

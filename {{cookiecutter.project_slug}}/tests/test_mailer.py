@@ -330,6 +330,34 @@ async def test_wrong_password_fails_at_once_and_leaves_no_socket(
     await assert_no_socket_left(smtp_server.port, smtp_server)
 
 
+async def test_wrong_password_makes_one_refused_login_then_cools_down(smtp_server: SmtpServer) -> None:
+    settings = MailSettings(password="Wr0ng-Passw0rd-Given", login_cooldown=60)
+    started = time.monotonic()
+    async with Mailer(settings) as mailer:
+        results = await mailer.send_many([message(number) for number in range(8)])
+
+    assert time.monotonic() - started < 1.0
+    assert smtp_server.handler.logins == [("PLAIN", False)], "one method, one refusal, then no login at all"
+    assert all(isinstance(result, PermanentMailError) for result in results)
+    for result in results[1:]:
+        assert "server replied 535" in str(result)
+        assert "MAIL_LOGIN_COOLDOWN" in str(result)
+        assert "MAIL_PASSWORD" in str(result)
+    assert smtp_server.received == []
+
+
+async def test_login_is_tried_again_after_the_cool_down(smtp_server: SmtpServer) -> None:
+    async with Mailer(MailSettings(password="Wr0ng-Passw0rd-Given", login_cooldown=0.2)) as mailer:
+        for _ in range(2):
+            with pytest.raises(PermanentMailError):
+                await mailer.send(message(1))
+        await asyncio.sleep(0.25)
+        with pytest.raises(PermanentMailError):
+            await mailer.send(message(1))
+
+    assert smtp_server.handler.logins == [("PLAIN", False), ("PLAIN", False)]
+
+
 async def test_untrusted_certificate_is_permanent(smtp_server: SmtpServer) -> None:
     async with Mailer(MailSettings(cert_bundle=None)) as mailer:
         with pytest.raises(PermanentMailError) as caught:

@@ -31,6 +31,7 @@ from aiosmtplib.email import extract_recipients, extract_sender
 from fastapi_mail import FastMail, MessageSchema
 
 from .errors import MailError, TransientMailError, classify
+from .login import LoginGuard, login_once
 from .mime import ascii_domains, drop_multipart_encodings, international_addresses, serialize
 from .settings import MailSettings
 from .transaction import transact
@@ -102,6 +103,7 @@ class Mailer:
         self._fastmail = FastMail(settings.connection_config())
         self._where = f"{settings.server}:{settings.port}"
         self._secrets = settings.secret_forms()
+        self._logins = LoginGuard(settings.login_cooldown, self._secrets)
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._idle: list[_Session] = []
         self._local_hostname: str | None = None
@@ -304,6 +306,8 @@ class Mailer:
             local_hostname=self._local_hostname,
         )
         action = f"connect to {self._where}"
+        if settings.use_credentials:
+            self._logins.check()
         try:
             await smtp.connect()
             self._local_hostname = smtp.local_hostname
@@ -312,7 +316,8 @@ class Mailer:
                 await smtp.starttls()
             if settings.use_credentials:
                 action = f"login to {self._where}"
-                await smtp.login(settings.username, settings.password.get_secret_value())
+                async with self._logins.attempt(action):
+                    await login_once(smtp, settings.username, settings.password.get_secret_value())
         except BaseException as error:
             _abort(smtp)
             if isinstance(error, Exception):

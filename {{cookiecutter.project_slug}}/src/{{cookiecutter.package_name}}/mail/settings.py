@@ -78,6 +78,12 @@ class MailSettings(BaseSettings):
         le=3600,
         description="Seconds to wait for the reply to the end of a message (RFC 5321 4.5.3.2: 10 minutes).",
     )
+    login_cooldown: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Seconds without a new login after the server refused one, so a wrong password cannot lock the account.",
+    )
     allow_port_mismatch: bool = Field(
         default=False,
         description="Accept a port that does not match the TLS mode (465 with STARTTLS, 587 with implicit TLS).",
