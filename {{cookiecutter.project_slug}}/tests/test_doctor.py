@@ -27,7 +27,7 @@ from {{ cookiecutter.package_name }}.devsmtp import (
     server_tls_context,
     start_server,
 )
-from {{ cookiecutter.package_name }}.mail import MailSettings
+from {{ cookiecutter.package_name }}.mail import MailSettings, SettingsError, load_settings
 from {{ cookiecutter.package_name }}.mail.doctor import (
     Diagnosis,
     ProbeCache,
@@ -35,6 +35,7 @@ from {{ cookiecutter.package_name }}.mail.doctor import (
     login_advice,
     probe,
     render_diagnosis,
+    settings_diagnosis,
 )
 
 from .raw_servers import ScriptedListener, full_backlog, hang_up, listening, silent, smtp_script
@@ -270,10 +271,15 @@ async def test_starttls_not_offered(ca_file: Path) -> None:
     assert "587" in diagnosis.fix
 
 
-async def test_unreadable_cert_bundle_is_a_settings_problem(ca_file: Path, tmp_path: Path) -> None:
+def test_unreadable_cert_bundle_is_a_settings_problem(ca_file: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle.pem"
     bundle.write_text("not a certificate\n")
-    diagnosis = await diagnose(settings_for(free_port(), bundle), Problem.SETTINGS_INVALID)
+    with pytest.raises(SettingsError) as raised:
+        load_settings(
+            MailSettings, **{**settings_for(free_port(), ca_file).model_dump(), "cert_bundle": bundle}
+        )
+    diagnosis = settings_diagnosis(raised.value)
+    assert diagnosis.problem is Problem.SETTINGS_INVALID
     assert "MAIL_CERT_BUNDLE" in diagnosis.message
 
 

@@ -143,6 +143,19 @@ def test_missing_cert_bundle_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert "MAIL_CERT_BUNDLE:" in message
 
 
+@pytest.mark.parametrize(
+    "content", [b"not a certificate\n", b"\x30\x82\x01\x00binary DER"], ids=["text", "binary"]
+)
+def test_cert_bundle_that_is_not_pem_stops_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(content)
+    message = refused(monkeypatch, {"MAIL_CERT_BUNDLE": str(bundle)})
+    assert f"MAIL_CERT_BUNDLE={bundle} is not a PEM file of CA certificates" in message
+    assert "\n" not in message
+
+
 def test_a_secret_in_the_wrong_variable_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     message = refused(monkeypatch, {"MAIL_PORT": PASSWORD})
     assert message.startswith("invalid settings: MAIL_PORT: ")

@@ -7,10 +7,12 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -241,6 +243,19 @@ async def test_temporary_data_failure_is_retried_on_a_new_session(
     [warning] = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert "451 4.3.0 try later" in warning.getMessage()
     assert "retry 1 of 3" in warning.getMessage()
+    assert f"sending notification n-1 ({result.message_id}) to user1@example.com" in warning.getMessage()
+
+
+async def test_control_characters_of_a_refusal_do_not_reach_the_log(
+    smtp_server: SmtpServer, mail_settings: MailSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.handler.data_replies.append("451 4.3.0 try\x1b[2J later\x07")
+    async with Mailer(mail_settings) as mailer:
+        await mailer.send(message(1))
+
+    assert "try [2J later" in caplog.text
+    assert "\x1b" not in caplog.text
+    assert "\x07" not in caplog.text
 
 
 async def test_each_message_arrives_once_despite_temporary_failures(
@@ -339,10 +354,8 @@ async def test_wrong_password_makes_one_refused_login_then_cools_down(smtp_serve
     assert time.monotonic() - started < 1.0
     assert smtp_server.handler.logins == [("PLAIN", False)], "one method, one refusal, then no login at all"
     assert all(isinstance(result, PermanentMailError) for result in results)
-    for result in results[1:]:
-        assert "server replied 535" in str(result)
-        assert "MAIL_LOGIN_COOLDOWN" in str(result)
-        assert "MAIL_PASSWORD" in str(result)
+    assert all("server replied 535" in str(result) and "MAIL_PASSWORD" in str(result) for result in results)
+    assert sum("MAIL_LOGIN_COOLDOWN" in str(result) for result in results) == 7, "all but the refused one"
     assert smtp_server.received == []
 
 
@@ -488,6 +501,101 @@ def test_classify(error: Exception, kind: type[MailError], code: int | None) -> 
     assert classified.reply_code == code
     assert classified.__cause__ is error
     assert str(classified).startswith("sending n-1 to a@example.com failed: ")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ssl.SSLError(),
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+        KeyError("bug"),
+        RuntimeError(),
+    ],
+    ids=["bare-ssl-error", "ssl-eof", "key-error", "runtime-error"],
+)
+async def test_send_raises_only_mail_errors(
+    smtp_server: SmtpServer, mail_settings: MailSettings, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    async def fail(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    async with Mailer(mail_settings) as mailer:
+        await mailer.send(message(1))
+        monkeypatch.setattr(aiosmtplib.SMTP, "rcpt", fail)
+        with pytest.raises(MailError) as caught:
+            await mailer.send(message(2))
+    assert caught.value.__cause__ is failure
+    assert "n-2" in str(caught.value)
+    with pytest.raises(MailError, match="closed"):
+        await mailer.send(message(3))
+
+
+async def test_tls_eof_on_a_pooled_session_is_retried(
+    smtp_server: SmtpServer, mail_settings: MailSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_rcpt = aiosmtplib.SMTP.rcpt
+    failures = [ssl.SSLEOFError(8, "EOF occurred in violation of protocol")]
+
+    async def rcpt_once_lost(self: aiosmtplib.SMTP, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        if failures:
+            raise failures.pop()
+        return await real_rcpt(self, *args, **kwargs)
+
+    monkeypatch.setattr(aiosmtplib.SMTP, "rcpt", rcpt_once_lost)
+    async with Mailer(mail_settings) as mailer:
+        result = await mailer.send(message(1))
+    assert result.attempts == 2
+    assert notification_ids(smtp_server) == {"n-1": 1}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ssl.SSLError(),
+        ssl.SSLError("no reason attribute"),
+        ssl.SSLCertVerificationError(),
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),
+        aiosmtplib.SMTPResponseException(550, None),  # type: ignore[arg-type]
+        KeyError(),
+    ],
+    ids=[
+        "bare-ssl-error",
+        "ssl-error-with-text",
+        "bare-cert-error",
+        "ssl-eof",
+        "reply-without-text",
+        "key-error",
+    ],
+)
+def test_classify_never_raises(error: Exception) -> None:
+    for connected in (False, True):
+        classified = classify(error, "sending n-1", connected=connected)
+        assert isinstance(classified, MailError)
+        assert classified.__cause__ is error
+
+
+def test_tls_failure_after_the_session_was_up_is_transient() -> None:
+    eof = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    assert isinstance(classify(eof, "sending n-1", connected=True), TransientMailError)
+    assert isinstance(classify(eof, "connect to host:465"), PermanentMailError)
+    verification = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    assert isinstance(classify(verification, "sending n-1", connected=True), PermanentMailError)
+
+
+def test_classify_removes_control_characters_of_server_replies() -> None:
+    reply = aiosmtplib.SMTPResponseException(550, "5.7.1 no\x1b[2J\x07 way\x00\x85here")
+    classified = str(classify(reply, "sending n-1"))
+    assert classified == "sending n-1 failed: server replied 550 5.7.1 no [2J way here"
+    assert all(char.isprintable() for char in classified)
+
+
+def test_classify_redacts_before_cleaning_up() -> None:
+    tabbed = "Tab\tand\x1bEscape-In-It"
+    error = aiosmtplib.SMTPAuthenticationError(535, f"bad password {tabbed} given")
+    classified = str(classify(error, "login to smtp.example.com:587", secrets=[tabbed]))
+    assert classified.endswith(
+        "server replied 535 bad password *** given: check MAIL_USERNAME and MAIL_PASSWORD"
+    )
 
 
 def test_classify_redacts_secrets_and_keeps_one_line() -> None:

@@ -19,6 +19,8 @@ __all__ = [
     "PermanentMailError",
     "TransientMailError",
     "classify",
+    "printable",
+    "redact",
 ]
 
 REDACTED = "***"
@@ -71,29 +73,49 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def classify(error: BaseException, action: str = "sending", secrets: Iterable[str] = ()) -> MailError:
+def printable(text: str) -> str:
+    """`text` on one line, each control character (a server reply may carry any) made a space."""
+    return " ".join("".join(char if char.isprintable() else " " for char in text).split())
+
+
+def classify(
+    error: BaseException, action: str = "sending", secrets: Iterable[str] = (), *, connected: bool = False
+) -> MailError:
     """The `MailError` for `error`, raised while doing `action` (e.g. "connect to host:587").
 
-    Each of `secrets` is replaced by "***" in the message. The result's `__cause__` is `error`.
+    `connected`: the session was up (connected, TLS and login done), so a TLS-layer failure is a
+    lost connection, not a handshake problem. Each of `secrets` is replaced by "***" in the
+    message, before anything else touches the text. The result's `__cause__` is `error`.
+    Never raises.
     """
     if isinstance(error, MailError):
         return error
-    transient, reply_code, detail = _describe(error)
-    message = redact(" ".join(f"{action} failed: {detail}".split()), secrets)
+    try:
+        transient, reply_code, detail = _describe(error, connected)
+    except Exception:  # an exception with unexpected attributes: describe it by its type alone
+        transient, reply_code, detail = False, None, type(error).__name__
+    message = printable(redact(f"{action} failed: {detail}", secrets))
     kind = TransientMailError if transient else PermanentMailError
     result = kind(message, reply_code=reply_code)
     result.__cause__ = error
     return result
 
 
-def _describe(error: BaseException) -> tuple[bool, int | None, str]:
+def _describe(error: BaseException, connected: bool) -> tuple[bool, int | None, str]:
     """(transient, reply code, detail with a hint) for `error`."""
     tls_error = next((cause for cause in _causes(error) if isinstance(cause, ssl.SSLError)), None)
     if isinstance(tls_error, ssl.SSLCertVerificationError):
-        reason = tls_error.verify_message or tls_error.reason or "verification failed"
+        reason = (
+            getattr(tls_error, "verify_message", None)
+            or getattr(tls_error, "reason", None)
+            or "verification failed"
+        )
         return False, None, f"TLS certificate not trusted ({reason}): {_CERT_HINT}"
     if tls_error is not None:
-        return False, None, f"TLS handshake failed ({tls_error.reason or tls_error}): {_TLS_HINT}"
+        reason = getattr(tls_error, "reason", None) or _text(tls_error) or type(tls_error).__name__
+        if connected:
+            return True, None, f"the TLS connection was lost ({reason})"
+        return False, None, f"TLS handshake failed ({reason}): {_TLS_HINT}"
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         codes = [refusal.code for refusal in error.recipients]
         refusals = ", ".join(f"{r.recipient} ({r.code} {r.message})" for r in error.recipients)

@@ -30,13 +30,13 @@ import aiosmtplib
 from aiosmtplib.email import extract_recipients, extract_sender
 from fastapi_mail import FastMail, MessageSchema
 
-from .errors import MailError, TransientMailError, classify
+from .errors import MailError, PermanentMailError, TransientMailError, classify, printable
 from .login import LoginGuard, login_once
 from .mime import ascii_domains, drop_multipart_encodings, international_addresses, serialize
 from .settings import MailSettings
 from .transaction import transact
 
-__all__ = ["DeliveryResult", "Mailer"]
+__all__ = ["DeliveryResult", "Mailer", "MailerClosedError"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ CLOSE_TIMEOUT = 1.0
 """Seconds granted to QUIT when the mailer closes its sessions."""
 
 _LISTED_RECIPIENTS = 3
+
+NOTIFICATION_ID_HEADER = "X-Notification-ID"
+"""The header whose value names a message in log lines and errors (else its Message-ID)."""
 
 
 @dataclass(frozen=True)
@@ -65,16 +68,24 @@ class _Envelope:
     """A message built once and flattened to the bytes every attempt sends."""
 
     message_id: str
+    notification_id: str
     sender: str
     recipients: tuple[str, ...]
     data: bytes
     mail_options: tuple[str, ...]
 
     @property
+    def subject(self) -> str:
+        """What log lines call the message: its notification id when it has one, else its Message-ID."""
+        if self.notification_id:
+            return f"notification {self.notification_id} ({self.message_id})"
+        return self.message_id
+
+    @property
     def action(self) -> str:
         listed = ", ".join(self.recipients[:_LISTED_RECIPIENTS])
         more = len(self.recipients) - _LISTED_RECIPIENTS
-        return f"sending {self.message_id} to {listed}" + (f" and {more} more" if more > 0 else "")
+        return f"sending {self.subject} to {listed}" + (f" and {more} more" if more > 0 else "")
 
 
 @dataclass(eq=False)
@@ -90,6 +101,10 @@ class _Session:
     def abort(self) -> None:
         """Close the socket now, without QUIT or TLS goodbye; never raises."""
         _abort(self.smtp, self.transport)
+
+
+class MailerClosedError(PermanentMailError, RuntimeError):
+    """`send` on a `Mailer` after `aclose()`."""
 
 
 class Mailer:
@@ -119,13 +134,20 @@ class Mailer:
         await self.aclose()
 
     async def send(self, message: MessageSchema) -> DeliveryResult:
-        """Send `message`; raises `MailError` when it cannot be delivered after the retries."""
+        """Send `message`; raises `MailError` (and nothing else but cancellation) when it cannot be delivered.
+
+        A closed mailer raises `MailerClosedError`, a `MailError` too.
+        """
         self._ensure_open()
         self._in_flight += 1
         self._drained.clear()
         try:
             envelope = await self._envelope(message)
             return await self._deliver(envelope)
+        except MailError:
+            raise
+        except Exception as error:  # a bug, reported as a MailError all the same
+            raise classify(error, "sending", self._secrets) from error
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -161,7 +183,7 @@ class Mailer:
 
     def _ensure_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this Mailer is closed; create a new one")
+            raise MailerClosedError("this Mailer is closed; create a new one")
 
     async def _envelope(self, message: MessageSchema) -> _Envelope:
         """Build the MIME message with fastapi-mail and flatten it, once for all attempts."""
@@ -177,6 +199,7 @@ class Mailer:
             utf8 = not all(address.isascii() for address in (sender, *recipients))
             return _Envelope(
                 message_id=str(mime.get("Message-ID", "")),
+                notification_id=printable(str(mime.get(NOTIFICATION_ID_HEADER, ""))),
                 sender=sender,
                 recipients=recipients,
                 data=serialize(mime, utf8=utf8),
@@ -231,7 +254,7 @@ class Mailer:
                 if session.sent and _is_disconnect(error):
                     logger.debug("the server closed a pooled session to %s; replacing it", self._where)
                     continue
-                raise classify(error, envelope.action, self._secrets) from error
+                raise classify(error, envelope.action, self._secrets, connected=True) from error
             session.sent += 1
             self._release(session)
             return refused
@@ -239,12 +262,12 @@ class Mailer:
     def _result(
         self, envelope: _Envelope, refused: Mapping[str, aiosmtplib.SMTPResponse], attempts: int
     ) -> DeliveryResult:
-        refusals = {address: f"{reply.code} {reply.message}" for address, reply in refused.items()}
+        refusals = {address: printable(f"{reply.code} {reply.message}") for address, reply in refused.items()}
         accepted = tuple(address for address in envelope.recipients if address not in refusals)
         if refusals:
             logger.warning(
                 "%s: the server refused %s; accepted %d other recipient(s)",
-                envelope.message_id,
+                envelope.subject,
                 ", ".join(f"{address} ({reply})" for address, reply in refusals.items()),
                 len(accepted),
             )

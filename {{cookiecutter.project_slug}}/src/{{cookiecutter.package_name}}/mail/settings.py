@@ -120,6 +120,19 @@ class MailSettings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _load_cert_bundle(self) -> MailSettings:
+        if self.cert_bundle is not None:
+            try:
+                self.tls_context  # noqa: B018 - built now, so a bad file stops start-up, not every send
+            except (ssl.SSLError, OSError) as error:
+                reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
+                raise ValueError(
+                    f"MAIL_CERT_BUNDLE={self.cert_bundle} is not a PEM file of CA certificates ({reason}): "
+                    "point it at the CA certificate(s) that signed the server's, in PEM form (-----BEGIN CERTIFICATE-----)"
+                ) from None
+        return self
+
     @property
     def encrypted(self) -> bool:
         """True when the session is protected by TLS (implicit or STARTTLS)."""
