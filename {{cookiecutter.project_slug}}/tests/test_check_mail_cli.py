@@ -99,6 +99,15 @@ def test_wrong_password_is_diagnosed_without_showing_either_password(
     assert "MAIL_PASSWORD" in report["fix"]
 
 
+def test_unverified_certificates_are_warned_about_on_stderr(
+    smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
+) -> None:
+    run = check_mail(tmp_path, smtp_server.env() | {"MAIL_VALIDATE_CERTS": "false"}, "--json")
+    assert run.exit_code == 0, run
+    assert json.loads(run.stdout)["ok"] is True
+    assert run.stderr.startswith("warning: MAIL_VALIDATE_CERTS=false: the server certificate is not verified")
+
+
 def test_invalid_settings_exit_2_naming_the_variables(
     smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
 ) -> None:

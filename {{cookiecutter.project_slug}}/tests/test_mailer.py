@@ -381,6 +381,40 @@ async def test_untrusted_certificate_is_permanent(smtp_server: SmtpServer) -> No
     assert len(smtp_server.handler.connections) == 1
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")  # TLS is implicit
+async def test_starttls_against_an_implicit_tls_port_fails_fast_naming_the_settings(
+    ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_server(ca, ca_file, "implicit") as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        settings = MailSettings(
+            starttls=True, ssl_tls=False, allow_port_mismatch=True, timeout=5, max_retries=3
+        )
+        started = time.monotonic()
+        async with Mailer(settings) as mailer:
+            with pytest.raises(PermanentMailError) as caught:
+                await mailer.send(message(1))
+        elapsed = time.monotonic() - started
+        await assert_no_socket_left(server.port)
+
+    assert elapsed < 1.0 + MARGIN, "recognised long before MAIL_TIMEOUT, without retries"
+    assert "speaks TLS from the first byte" in str(caught.value)
+    assert "set MAIL_SSL_TLS=true and MAIL_STARTTLS=false" in str(caught.value)
+
+
+async def test_unverified_certificates_are_warned_about(
+    smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Mailer(MailSettings(validate_certs=False)) as mailer:
+        await mailer.send(message(1))
+    assert "MAIL_VALIDATE_CERTS=false: the server certificate is not verified" in caplog.text
+    caplog.clear()
+    async with Mailer(MailSettings()):
+        pass
+    assert "MAIL_VALIDATE_CERTS" not in caplog.text
+
+
 async def test_server_down_fails_in_bounded_time(smtp_server: SmtpServer) -> None:
     closed_port = free_port()
     settings = MailSettings(port=closed_port, timeout=0.5, max_retries=2)

@@ -15,6 +15,7 @@ import json
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 
 from .errors import redact
-from .settings import MailSettings, SettingsError, load_settings
+from .settings import MailSettings, SettingsError, load_settings, security_warnings
 
 SUPPORTED_MECHANISMS = ("PLAIN", "LOGIN")
 CLOSE_TIMEOUT = 0.5
@@ -157,6 +158,8 @@ def check_mail_command(json_output: bool = False) -> int:
     except SettingsError as error:
         diagnosis = settings_diagnosis(error)
     else:
+        for warning in security_warnings(settings):
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
         diagnosis = asyncio.run(probe(settings))
     print(render_diagnosis(diagnosis, json_output), flush=True)
     return diagnosis.exit_code

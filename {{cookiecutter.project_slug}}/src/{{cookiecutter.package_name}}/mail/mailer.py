@@ -30,10 +30,11 @@ import aiosmtplib
 from aiosmtplib.email import extract_recipients, extract_sender
 from fastapi_mail import FastMail, MessageSchema
 
+from . import sniff
 from .errors import MailError, PermanentMailError, TransientMailError, classify, printable
 from .login import LoginGuard, login_once
 from .mime import ascii_domains, drop_multipart_encodings, international_addresses, serialize
-from .settings import MailSettings
+from .settings import MailSettings, security_warnings
 from .transaction import transact
 
 __all__ = ["DeliveryResult", "Mailer", "MailerClosedError"]
@@ -119,6 +120,8 @@ class Mailer:
         self._where = f"{settings.server}:{settings.port}"
         self._secrets = settings.secret_forms()
         self._logins = LoginGuard(settings.login_cooldown, self._secrets)
+        for warning in security_warnings(settings):
+            logger.warning(warning)
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._idle: list[_Session] = []
         self._local_hostname: str | None = None
@@ -332,7 +335,12 @@ class Mailer:
         if settings.use_credentials:
             self._logins.check()
         try:
-            await smtp.connect()
+            if settings.ssl_tls:
+                await smtp.connect()
+            else:
+                await sniff.connect(
+                    smtp, self._where, sniff_after=min(sniff.SNIFF_AFTER, settings.timeout / 4)
+                )
             self._local_hostname = smtp.local_hostname
             if settings.starttls:
                 action = f"STARTTLS with {self._where}"

@@ -238,6 +238,17 @@ def security_problems(settings: MailSettings) -> list[str]:
     return problems
 
 
+def security_warnings(settings: MailSettings) -> list[str]:
+    """Settings that work but are unsafe, one line each (logged at start-up, printed by check-mail)."""
+    if settings.encrypted and not settings.validate_certs:
+        return [
+            "MAIL_VALIDATE_CERTS=false: the server certificate is not verified, so anyone on the network path "
+            "can pose as the server and read the mail and the password; set MAIL_CERT_BUNDLE to the CA file "
+            "of a private server instead"
+        ]
+    return []
+
+
 def env_name(model: type[BaseSettings], field: str) -> str:
     """The environment variable that sets `field` (a field name or its alias) of `model`."""
     info = model.model_fields.get(field)
