@@ -314,6 +314,33 @@ async def test_password_echoed_by_the_server_is_redacted(ca_file: Path) -> None:
     assert "535 5.7.8 *** is not it" in diagnosis.message
 
 
+async def test_password_cut_by_the_length_limit_is_redacted_first(ca_file: Path) -> None:
+    padding = "x" * (197 - len("535 5.7.8 ") - 4)  # cutting at 200 characters would keep 4 of the password
+    echo = smtp_script(
+        "220 x\r\n", "250-x\r\n250 AUTH PLAIN\r\n", f"535 5.7.8 {padding}{PASSWORD} is not it\r\n"
+    )
+    with listening(echo) as listener:
+        diagnosis = await diagnose(settings_for(listener.port, ca_file, "plain"), Problem.AUTH_FAILED)
+    assert PASSWORD[:4] not in diagnosis.message.replace(padding, "")
+
+
+async def test_password_with_a_tab_is_redacted_before_clean_up(ca_file: Path) -> None:
+    tabbed = "Tab\tin-the-Passw0rd"
+    echo = smtp_script("220 x\r\n", "250-x\r\n250 AUTH PLAIN\r\n", f"535 5.7.8 {tabbed} is not it\r\n")
+    with listening(echo) as listener:
+        diagnosis = await probe(settings_for(listener.port, ca_file, "plain", password=tabbed))
+    assert diagnosis.problem is Problem.AUTH_FAILED
+    assert "535 5.7.8 *** is not it" in diagnosis.message
+    assert "in-the-Passw0rd" not in render_diagnosis(diagnosis, json_output=True)
+
+
+async def test_username_equal_to_the_password_is_not_shown_as_stars(ca_file: Path) -> None:
+    with serving("plain", None, {PASSWORD: PASSWORD}) as port:
+        diagnosis = await diagnose(settings_for(port, ca_file, "plain", username=PASSWORD), Problem.OK)
+    assert "login as (not shown: it contains MAIL_PASSWORD)" in diagnosis.message
+    assert "***" not in diagnosis.message
+
+
 @pytest.mark.parametrize(
     ("server", "username", "advice"),
     [

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 
-from .errors import redact
+from .errors import printable, redact
 from .settings import MailSettings, SettingsError, load_settings, security_warnings
 
 SUPPORTED_MECHANISMS = ("PLAIN", "LOGIN")
@@ -275,9 +275,9 @@ def login_advice(server: str, username: str) -> str:
     return "check MAIL_USERNAME and MAIL_PASSWORD (the server rejected this pair)"
 
 
-def _printable(text: str, limit: int = 200) -> str:
-    """Server text made safe for one terminal line."""
-    cleaned = "".join(c if c.isprintable() else " " for c in text).strip()
+def _printable(text: str, secrets: tuple[str, ...], limit: int = 200) -> str:
+    """Server text made safe for one terminal line: secrets redacted first, then cleaned and cut."""
+    cleaned = printable(redact(text, secrets))
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
@@ -346,6 +346,7 @@ class _Session:
         self.extensions: dict[str, str] = {}
         self.last_lines: list[str] = []
         self.finished = False
+        self.secrets = settings.secret_forms()
 
     # -- the dialogue -------------------------------------------------------------------------
 
@@ -410,7 +411,7 @@ class _Session:
             if greeting:
                 raise _Found(
                     Problem.STARTTLS_ON_IMPLICIT_TLS_PORT,
-                    f"{self.where} speaks plain SMTP ({_printable(greeting, 80)!r}), "
+                    f"{self.where} speaks plain SMTP ({_printable(greeting, self.secrets, 80)!r}), "
                     "but MAIL_SSL_TLS=true expects TLS from the first byte",
                     "set MAIL_STARTTLS=true and MAIL_SSL_TLS=false for this port, "
                     "or use the implicit-TLS port (usually 465)",
@@ -514,7 +515,7 @@ class _Session:
         if code in (534, 535):
             raise _Found(
                 Problem.AUTH_FAILED,
-                f"{self.where} rejected the login of MAIL_USERNAME={settings.username}: {text}",
+                f"{self.where} rejected the login of MAIL_USERNAME={self.username}: {text}",
                 login_advice(settings.server, settings.username),
             )
         raise self.unexpected(f"AUTH {mechanism}", text)
@@ -591,10 +592,10 @@ class _Session:
                 raise self.closed()
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                raise self.not_smtp(repr(_printable(line, 60)))
+                raise self.not_smtp(repr(_printable(line, self.secrets, 60)))
             self.last_lines.append(line[4:])
             if line[3:4] != "-":
-                return int(line[:3]), _printable(f"{line[:3]} {' '.join(self.last_lines)}")
+                return int(line[:3]), _printable(f"{line[:3]} {' '.join(self.last_lines)}", self.secrets)
         raise self.not_smtp(f"a reply of more than {MAX_REPLY_LINES} lines")
 
     # -- diagnoses --------------------------------------------------------------------------------
@@ -614,10 +615,17 @@ class _Session:
             "MAIL_PORT points at another kind of service: use the SMTP submission port (587 or 465)",
         )
 
+    @property
+    def username(self) -> str:
+        """MAIL_USERNAME as shown: not at all when it is the password too."""
+        if redact(self.settings.username, self.secrets) != self.settings.username:
+            return "(not shown: it contains MAIL_PASSWORD)"
+        return self.settings.username
+
     def success_message(self) -> str:
         settings = self.settings
         tls = "implicit TLS" if settings.ssl_tls else "STARTTLS" if settings.starttls else "no TLS"
-        login = f"login as {settings.username}" if settings.use_credentials else "no login"
+        login = f"login as {self.username}" if settings.use_credentials else "no login"
         return f"{self.where} accepted the connection, {tls} and {login}"
 
     def timed_out(self) -> _Found:
@@ -653,7 +661,7 @@ class _Session:
         )
 
     def certificate_problem(self, error: ssl.SSLCertVerificationError) -> _Found:
-        reason = _printable(str(error.verify_message or error.reason))
+        reason = _printable(str(error.verify_message or error.reason), self.secrets)
         if error.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
             return _Found(
                 Problem.HOSTNAME_MISMATCH,
@@ -678,7 +686,7 @@ class _Session:
         reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or type(error).__name__
         return _Found(
             Problem.TLS_FAILED,
-            f"the TLS handshake with {self.where} failed ({_printable(str(reason))})",
+            f"the TLS handshake with {self.where} failed ({_printable(str(reason), self.secrets)})",
             "check that MAIL_SSL_TLS/MAIL_STARTTLS match the port; the server may need a TLS version or "
             "cipher this Python's OpenSSL does not offer",
         )
