@@ -19,6 +19,7 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
+from {{ cookiecutter.package_name }}.api.health import ProbeCache
 from {{ cookiecutter.package_name }}.devsmtp import (
     PasswordAuthenticator,
     StoringHandler,
@@ -30,7 +31,6 @@ from {{ cookiecutter.package_name }}.devsmtp import (
 from {{ cookiecutter.package_name }}.mail import MailSettings, SettingsError, load_settings
 from {{ cookiecutter.package_name }}.mail.doctor import (
     Diagnosis,
-    ProbeCache,
     Problem,
     login_advice,
     probe,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from .conftest import service
+from {{ cookiecutter.package_name }}.api.health import ProbeCache
+
+from .conftest import auth, service
 from .raw_servers import listening, smtp_script
 from .smtp_server import PASSWORD, SmtpServer
 
@@ -23,12 +25,12 @@ def test_mail_health_is_ok_when_tls_and_login_work(client: TestClient, smtp_serv
     assert smtp_server.received == []
 
 
-def test_mail_health_is_503_with_the_reason_and_no_secret(
+def test_mail_health_is_503_with_the_reason_for_a_valid_key_and_no_secret(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wrong = "Wr0ng-" + PASSWORD[::-1]
     with service(monkeypatch, MAIL_PASSWORD=wrong) as test_client:
-        response = test_client.get("/health/mail")
+        response = test_client.get("/health/mail", headers=auth())
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
@@ -36,6 +38,29 @@ def test_mail_health_is_503_with_the_reason_and_no_secret(
     assert "535" in body["reason"]
     assert wrong not in response.text
     assert PASSWORD not in response.text
+
+
+@pytest.mark.parametrize("headers", [{}, auth("not-a-valid-key-0123456789")], ids=["no-key", "wrong-key"])
+def test_mail_health_without_a_valid_key_says_only_status_and_problem(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str]
+) -> None:
+    with service(monkeypatch, MAIL_PASSWORD="Wr0ng-" + PASSWORD[::-1]) as test_client:
+        response = test_client.get("/health/mail", headers=headers)
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "problem": "auth_failed"}
+    for detail in ("localhost", str(smtp_server.port), "mailer", "535"):
+        assert detail not in response.text
+
+
+def test_mail_probe_cache_is_created_by_the_lifespan(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with service(monkeypatch) as test_client:
+        app = test_client.app
+        assert isinstance(app.state.mail_probe, ProbeCache)  # type: ignore[attr-defined]
+        cache = app.state.mail_probe  # type: ignore[attr-defined]
+        assert test_client.get("/health/mail").status_code == 200
+        assert app.state.mail_probe is cache  # type: ignore[attr-defined]
 
 
 def test_mail_health_probes_at_most_once_per_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.delivery = create_delivery(settings)
+        app.state.mail_probe = health.ProbeCache(settings.mail, ttl=health.MAIL_PROBE_TTL)
         try:
             yield
         finally:

@@ -52,3 +52,15 @@ async def require_api_key(
             detail="missing or invalid API key: send 'Authorization: Bearer <key>' with a key from API_KEYS",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def has_api_key(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> bool:
+    """Whether the request carries a valid API key, for routes that tell more to a caller with one."""
+    try:
+        await require_api_key(settings, credentials)
+    except HTTPException:
+        return False
+    return True

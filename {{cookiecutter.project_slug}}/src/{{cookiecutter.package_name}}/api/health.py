@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from ..mail.doctor import ProbeCache
+from ..mail.doctor import Diagnosis, probe
+from ..mail.settings import MailSettings
+from .deps import has_api_key
 
 MAIL_PROBE_TTL = 5.0
+"""Seconds one probe result answers /health/mail, so polling it cannot hammer the SMTP server."""
 
 router = APIRouter(tags=["health"])
 
@@ -20,28 +25,61 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def get_mail_probe(request: Request) -> ProbeCache:
-    """The app's shared mail probe, created on first use from its mail settings."""
-    state = request.app.state
-    if getattr(state, "mail_probe", None) is None:
-        state.mail_probe = ProbeCache(state.settings.mail, ttl=MAIL_PROBE_TTL)
-    probe: ProbeCache = state.mail_probe
-    return probe
+class ProbeCache:
+    """Shares one probe result for `ttl` seconds, with at most one probe in flight.
+
+    The health endpoint uses it so that polling it cannot hammer the SMTP server.
+    """
+
+    def __init__(self, settings: MailSettings, ttl: float = 5.0) -> None:
+        self.settings = settings
+        self.ttl = ttl
+        self._result: Diagnosis | None = None
+        self._checked_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> Diagnosis | None:
+        if self._result is not None and time.monotonic() - self._checked_at < self.ttl:
+            return self._result
+        return None
+
+    async def get(self) -> Diagnosis:
+        """The cached diagnosis, probing again once it is older than `ttl`."""
+        cached = self._fresh()
+        if cached is not None:
+            return cached
+        async with self._lock:
+            cached = self._fresh()
+            if cached is None:
+                cached = self._result = await probe(self.settings)
+                self._checked_at = time.monotonic()
+            return cached
+
+
+async def get_mail_probe(request: Request) -> ProbeCache:
+    """The app's shared mail probe, created by its lifespan."""
+    cache: ProbeCache = request.app.state.mail_probe
+    return cache
 
 
 @router.get(
     "/health/mail",
     responses={
         200: {"description": "The SMTP server accepts connect, TLS and login."},
-        503: {"description": "It does not: `problem` names the class, `reason` says what failed."},
+        503: {
+            "description": "It does not: `problem` names the class; `reason` says what failed, "
+            "only to a request with a valid API key."
+        },
     },
 )
-async def mail_health(probe: Annotated[ProbeCache, Depends(get_mail_probe)]) -> JSONResponse:
+async def mail_health(
+    cache: Annotated[ProbeCache, Depends(get_mail_probe)], authorized: Annotated[bool, Depends(has_api_key)]
+) -> JSONResponse:
     """Connect, TLS and login to the SMTP server (never sends); the result is shared for a few seconds."""
-    diagnosis = await probe.get()
+    diagnosis = await cache.get()
     if diagnosis.ok:
         return JSONResponse({"status": "ok"})
-    return JSONResponse(
-        {"status": "unavailable", "problem": diagnosis.problem.value, "reason": diagnosis.message},
-        status_code=503,
-    )
+    body = {"status": "unavailable", "problem": diagnosis.problem.value}
+    if authorized:
+        body["reason"] = diagnosis.message
+    return JSONResponse(body, status_code=503)

@@ -165,37 +165,6 @@ def check_mail_command(json_output: bool = False) -> int:
     return diagnosis.exit_code
 
 
-class ProbeCache:
-    """Shares one probe result for `ttl` seconds, with at most one probe in flight.
-
-    The health endpoint uses it so that polling it cannot hammer the SMTP server.
-    """
-
-    def __init__(self, settings: MailSettings, ttl: float = 5.0) -> None:
-        self.settings = settings
-        self.ttl = ttl
-        self._result: Diagnosis | None = None
-        self._checked_at = 0.0
-        self._lock = asyncio.Lock()
-
-    def _fresh(self) -> Diagnosis | None:
-        if self._result is not None and time.monotonic() - self._checked_at < self.ttl:
-            return self._result
-        return None
-
-    async def get(self) -> Diagnosis:
-        """The cached diagnosis, probing again once it is older than `ttl`."""
-        cached = self._fresh()
-        if cached is not None:
-            return cached
-        async with self._lock:
-            cached = self._fresh()
-            if cached is None:
-                cached = self._result = await probe(self.settings)
-                self._checked_at = time.monotonic()
-            return cached
-
-
 class _Found(Exception):  # noqa: N818 - control flow, not an error
     """Ends the probe with a diagnosis."""
 
