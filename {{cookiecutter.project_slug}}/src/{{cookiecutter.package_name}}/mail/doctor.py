@@ -3,36 +3,40 @@
 `probe()` walks the same path as sending (connect, greeting, EHLO, STARTTLS or implicit
 TLS, AUTH) and stops there: it never sends MAIL FROM. Each failure becomes one
 `Diagnosis` with a `Problem` class, a one-line message, a one-line fix and a distinct
-exit code. The whole probe is bounded by MAIL_TIMEOUT (plus at most half a second to
-close), and the password never appears in a diagnosis, even if the server echoes it.
+exit code. Each step is bounded by MAIL_TIMEOUT, as when sending (closing takes at most
+half a second more), and the password never appears in a diagnosis, even if the server echoes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
-import re
 import socket
 import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from aiosmtplib.auth import auth_login_encode, auth_plain_encode
+import aiosmtplib
+from aiosmtplib.auth import auth_crammd5_verify, auth_login_encode, auth_plain_encode
 
 from .errors import printable, redact
 from .settings import MailSettings, SettingsError, load_settings, security_warnings
+from .sniff import SNIFF_AFTER, speaks_tls
 
-SUPPORTED_MECHANISMS = ("PLAIN", "LOGIN")
+T = TypeVar("T")
+
+SUPPORTED_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
+"""The password logins aiosmtplib (so the Mailer) speaks, in the order it prefers them."""
 CLOSE_TIMEOUT = 0.5
 PLAIN_GREETING_WAIT = 1.0
-TLS_SNIFF_AFTER = 1.0  # seconds without a greeting before checking whether the port wants TLS
 MAX_REPLY_LINES = 100
-HOST_NAME = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
 class Problem(StrEnum):
@@ -176,26 +180,16 @@ class _Found(Exception):  # noqa: N818 - control flow, not an error
 async def probe(settings: MailSettings) -> Diagnosis:
     """Connect, negotiate TLS and log in (never send); diagnose the first step that fails."""
     started = time.monotonic()
+    session = _Session(settings, settings.tls_context)  # a bad MAIL_CERT_BUNDLE stops the settings already
     try:
-        context = settings.tls_context
-    except (OSError, ssl.SSLError) as error:
-        found = _Found(
-            Problem.SETTINGS_INVALID,
-            f"MAIL_CERT_BUNDLE could not be loaded as PEM CA certificates ({type(error).__name__})",
-            "point MAIL_CERT_BUNDLE at a PEM file holding the CA certificate(s) that signed the server's",
-        )
-    else:
-        session = _Session(settings, context)
-        try:
-            async with asyncio.timeout(settings.timeout):
-                await session.run()
-            found = _Found(Problem.OK, session.success_message(), "nothing to fix")
-        except _Found as diagnosed:
-            found = diagnosed
-        except TimeoutError:
-            found = session.timed_out()
-        finally:
-            await session.close()
+        await session.run()
+        found = _Found(Problem.OK, session.success_message(), "nothing to fix")
+    except _Found as diagnosed:
+        found = diagnosed
+    except TimeoutError:
+        found = session.timed_out()
+    finally:
+        await session.close()
     return Diagnosis(
         found.problem,
         redact(found.message, settings.secret_forms()),
@@ -250,55 +244,41 @@ def _printable(text: str, secrets: tuple[str, ...], limit: int = 200) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
-async def _resolve(host: str, port: int) -> list[str]:
-    """The addresses of `host`, resolved in a daemon thread.
+async def _in_daemon_thread(function: Callable[[], T], name: str) -> T:
+    """`function()`, run in a daemon thread.
 
-    `loop.getaddrinfo` would use the default executor, which `asyncio.run` waits for
-    at exit: a hanging DNS server would then hold `check-mail` past its time bound.
+    `asyncio.to_thread` would use the default executor, which `asyncio.run` waits for at exit:
+    a hanging DNS server would then hold `check-mail` past its time bound.
     """
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[list[str]] = loop.create_future()
+    future: asyncio.Future[T] = loop.create_future()
 
-    def settle(addresses: list[str], error: OSError | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(addresses)
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
 
-    def lookup() -> None:
+    def run() -> None:
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as error:
-            result: tuple[list[str], OSError | None] = ([], error)
+            result = function()
+        except Exception as error:  # handed to the awaiting coroutine
+            outcome = functools.partial(future.set_exception, error)
         else:
-            result = (list(dict.fromkeys(str(info[4][0]) for info in infos)), None)
+            outcome = functools.partial(future.set_result, result)
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
-            loop.call_soon_threadsafe(settle, *result)
+            loop.call_soon_threadsafe(settle, outcome)
 
-    threading.Thread(target=lookup, name="mail-probe-dns", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     return await future
 
 
-def _client_hello(server_name: str) -> bytes:
-    """The first bytes a TLS client sends, to see whether a port speaks TLS.
+async def _resolve(host: str, port: int) -> list[str]:
+    """The addresses of `host`, resolved in a daemon thread."""
 
-    No handshake is completed with this context, so it verifies nothing.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
+    def lookup() -> list[str]:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-
-def _looks_like_tls(header: bytes) -> bool:
-    """A TLS record header: handshake (22) or alert (21), protocol version 3.x."""
-    return len(header) >= 2 and header[0] in (21, 22) and header[1] == 3
+    return await _in_daemon_thread(lookup, "mail-probe-dns")
 
 
 class _Session:
@@ -316,6 +296,10 @@ class _Session:
         self.last_lines: list[str] = []
         self.finished = False
         self.secrets = settings.secret_forms()
+
+    def bounded(self) -> asyncio.Timeout:
+        """The time limit of one step (resolving, connecting, the TLS handshake, one reply): MAIL_TIMEOUT."""
+        return asyncio.timeout(self.settings.timeout)
 
     # -- the dialogue -------------------------------------------------------------------------
 
@@ -338,7 +322,10 @@ class _Session:
     async def connect(self) -> None:
         settings = self.settings
         try:
-            addresses = await _resolve(settings.server, settings.port)
+            async with self.bounded():
+                addresses = await _resolve(settings.server, settings.port)
+        except TimeoutError:
+            raise
         except OSError as error:
             raise _Found(
                 Problem.DNS_FAILURE,
@@ -349,8 +336,9 @@ class _Session:
         failure: OSError = OSError("no address")
         for address in addresses:
             try:
-                self.reader, self.writer = await asyncio.open_connection(address, settings.port)
-            except OSError as error:
+                async with self.bounded():
+                    self.reader, self.writer = await asyncio.open_connection(address, settings.port)
+            except OSError as error:  # TimeoutError too: the next address may answer
                 failure = error
             else:
                 self.address = address
@@ -372,9 +360,12 @@ class _Session:
     async def implicit_tls(self) -> None:
         self.step = "the TLS handshake"
         try:
-            await self.stream_writer.start_tls(self.context, server_hostname=self.settings.server)
+            async with self.bounded():
+                await self.stream_writer.start_tls(self.context, server_hostname=self.settings.server)
         except ssl.SSLCertVerificationError as error:
             raise self.certificate_problem(error) from None
+        except TimeoutError:
+            raise
         except (ssl.SSLError, OSError) as error:
             greeting = await self.plain_greeting()
             if greeting:
@@ -392,9 +383,11 @@ class _Session:
         greeting = asyncio.ensure_future(self.greeting())
         sniff: asyncio.Future[bool] | None = None
         try:
-            done, _ = await asyncio.wait({greeting}, timeout=min(TLS_SNIFF_AFTER, self.settings.timeout / 4))
+            done, _ = await asyncio.wait({greeting}, timeout=min(SNIFF_AFTER, self.settings.timeout / 4))
             if not done:
-                sniff = asyncio.ensure_future(self.speaks_tls())
+                sniff = asyncio.ensure_future(
+                    speaks_tls(self.address, self.settings.port, self.settings.server)
+                )
                 first, _ = await asyncio.wait((greeting, sniff), return_when=asyncio.FIRST_COMPLETED)
                 if greeting not in first and sniff.result():
                     mode = "MAIL_STARTTLS=true" if self.settings.starttls else "a connection without TLS"
@@ -426,7 +419,10 @@ class _Session:
 
     async def ehlo(self) -> None:
         self.step = "EHLO"
-        code, text = await self.command(f"EHLO {self.local_name()}")
+        async with self.bounded():
+            # the name aiosmtplib (so the Mailer) says EHLO with
+            name = await _in_daemon_thread(socket.getfqdn, "mail-probe-fqdn")
+        code, text = await self.command(f"EHLO {name}")
         if code != 250:
             raise self.unexpected("EHLO", text)
         self.extensions = {}
@@ -448,9 +444,12 @@ class _Session:
             raise self.unexpected("STARTTLS", text)
         self.step = "the TLS handshake after STARTTLS"
         try:
-            await self.stream_writer.start_tls(self.context, server_hostname=self.settings.server)
+            async with self.bounded():
+                await self.stream_writer.start_tls(self.context, server_hostname=self.settings.server)
         except ssl.SSLCertVerificationError as error:
             raise self.certificate_problem(error) from None
+        except TimeoutError:
+            raise
         except (ssl.SSLError, OSError) as error:
             raise self.tls_failure(error) from None
 
@@ -493,6 +492,15 @@ class _Session:
         username, password = self.settings.username, self.settings.password.get_secret_value()
         if mechanism == "PLAIN":
             return await self.command("AUTH PLAIN " + auth_plain_encode(username, password).decode())
+        if mechanism == "CRAM-MD5":
+            code, text = await self.command("AUTH CRAM-MD5")
+            if code != 334:
+                return code, text
+            try:
+                answer = auth_crammd5_verify(username, password, self.last_lines[-1])
+            except aiosmtplib.SMTPAuthenticationError:
+                raise self.unexpected("AUTH CRAM-MD5", text) from None
+            return await self.command(answer.decode())
         code, text = await self.command("AUTH LOGIN")
         for answer in auth_login_encode(username, password):
             if code != 334:
@@ -501,20 +509,6 @@ class _Session:
         return code, text
 
     # -- second connections that tell TLS and plain SMTP apart -------------------------------------
-
-    async def speaks_tls(self) -> bool:
-        """Whether the port answers a TLS ClientHello with a TLS record."""
-        try:
-            reader, writer = await asyncio.open_connection(self.address, self.settings.port)
-        except OSError:
-            return False
-        try:
-            writer.write(_client_hello(self.settings.server))
-            return _looks_like_tls(await reader.readexactly(2))
-        except (OSError, asyncio.IncompleteReadError):
-            return False
-        finally:
-            await _abort(writer)
 
     async def plain_greeting(self) -> str:
         """The first line a fresh connection receives if the port speaks plain SMTP, else ''."""
@@ -541,7 +535,10 @@ class _Session:
     async def command(self, line: str) -> tuple[int, str]:
         try:
             self.stream_writer.write(line.encode() + b"\r\n")
-            await self.stream_writer.drain()
+            async with self.bounded():
+                await self.stream_writer.drain()
+        except TimeoutError:
+            raise
         except OSError:
             raise self.closed() from None
         return await self.reply()
@@ -552,9 +549,12 @@ class _Session:
         self.last_lines = []
         while len(self.last_lines) < MAX_REPLY_LINES:
             try:
-                raw = await self.reader.readline()
+                async with self.bounded():
+                    raw = await self.reader.readline()
             except ValueError:  # a line longer than the stream's limit
                 raise self.not_smtp("a line of more than 64 KiB") from None
+            except TimeoutError:
+                raise
             except OSError:
                 raw = b""
             if not raw:
@@ -674,14 +674,6 @@ class _Session:
             f"{self.where} answered {command} with {kind}: {text}",
             "retry later if the reply starts with 4; otherwise look it up in the server's documentation",
         )
-
-    def local_name(self) -> str:
-        """This host's name for EHLO if it is fully qualified, else our address as a literal."""
-        name = socket.gethostname()
-        if HOST_NAME.match(name):
-            return name
-        address = str(self.stream_writer.get_extra_info("sockname")[0])
-        return f"[IPv6:{address}]" if ":" in address else f"[{address}]"
 
     # -- cleanup ----------------------------------------------------------------------------------
 
