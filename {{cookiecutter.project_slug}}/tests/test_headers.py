@@ -141,6 +141,24 @@ async def test_international_domain_goes_out_in_punycode_without_smtputf8(
     assert received.data.isascii()
 
 
+async def test_non_ascii_local_part_goes_out_with_smtputf8_and_utf8_headers(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAIL_FROM", "absender@bücher.example")
+    async with Mailer(MailSettings()) as mailer:
+        await mailer.send(raw_message("UTF-8", "jörg@bücher.example", "bob@example.com"))
+
+    [received] = smtp_server.received
+    assert received.mail_from == "absender@xn--bcher-kva.example"
+    assert received.recipients == ("jörg@xn--bcher-kva.example", "bob@example.com")
+    parsed = email.message_from_string(received.data.decode(), policy=default)
+    assert [address.addr_spec for address in parsed["To"].addresses] == [
+        "jörg@xn--bcher-kva.example",
+        "bob@example.com",
+    ]
+    assert parsed["From"].addresses[0].addr_spec == "absender@xn--bcher-kva.example"
+
+
 def test_non_ascii_local_part_is_one_utf8_address_per_header_entry() -> None:
     built = email.message_from_string("Subject: s\n\nbody\n")
     built["To"] = "jörg@bücher.example, bob@example.com"

@@ -77,3 +77,16 @@ def test_mail_health_probes_at_most_once_per_few_seconds(monkeypatch: pytest.Mon
             statuses = [test_client.get("/health/mail").status_code for _ in range(5)]
         assert statuses == [200] * 5
         assert listener.connections == 1
+
+
+def test_a_refused_login_is_not_probed_again_during_the_cool_down(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with service(
+        monkeypatch, MAIL_PASSWORD="Wr0ng-" + PASSWORD[::-1], MAIL_LOGIN_COOLDOWN="60"
+    ) as test_client:
+        app = test_client.app
+        app.state.mail_probe.ttl = 0  # type: ignore[attr-defined]
+        statuses = [test_client.get("/health/mail").status_code for _ in range(4)]
+    assert statuses == [503] * 4
+    assert len(smtp_server.handler.logins) == 1

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from ..mail.doctor import Diagnosis, probe
+from ..mail.doctor import Diagnosis, Problem, probe
 from ..mail.settings import MailSettings
 from .deps import has_api_key
 
@@ -28,7 +28,9 @@ async def health() -> dict[str, str]:
 class ProbeCache:
     """Shares one probe result for `ttl` seconds, with at most one probe in flight.
 
-    The health endpoint uses it so that polling it cannot hammer the SMTP server.
+    The health endpoint uses it so that polling it cannot hammer the SMTP server. A refused
+    login is kept for MAIL_LOGIN_COOLDOWN seconds instead, as the Mailer pauses its logins:
+    polling must not lock the account.
     """
 
     def __init__(self, settings: MailSettings, ttl: float = 5.0) -> None:
@@ -39,9 +41,11 @@ class ProbeCache:
         self._lock = asyncio.Lock()
 
     def _fresh(self) -> Diagnosis | None:
-        if self._result is not None and time.monotonic() - self._checked_at < self.ttl:
-            return self._result
-        return None
+        if self._result is None:
+            return None
+        refused = self._result.problem is Problem.AUTH_FAILED
+        ttl = max(self.ttl, self.settings.login_cooldown) if refused else self.ttl
+        return self._result if time.monotonic() - self._checked_at < ttl else None
 
     async def get(self) -> Diagnosis:
         """The cached diagnosis, probing again once it is older than `ttl`."""

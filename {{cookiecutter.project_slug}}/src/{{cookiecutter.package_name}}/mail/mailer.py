@@ -191,7 +191,7 @@ class Mailer:
     async def _envelope(self, message: MessageSchema) -> _Envelope:
         """Build the MIME message with fastapi-mail and flatten it, once for all attempts."""
         try:
-            built = await self._fastmail.get_message(ascii_domains(message))
+            built = await self._fastmail.get_message(ascii_domains(message, self._settings.from_address))
             mime = international_addresses(
                 drop_multipart_encodings(built[0] if isinstance(built, list) else built)
             )

@@ -116,8 +116,11 @@ def ascii_domain(address: str) -> str:
         raise ValueError(f"the domain of {address!r} is not a valid international domain name") from None
 
 
-def ascii_domains(message: MessageSchema) -> MessageSchema:
+def ascii_domains(message: MessageSchema, sender: str) -> MessageSchema:
     """`message` with every address's international domain in punycode, before fastapi-mail builds it.
+
+    `sender` is the configured MAIL_FROM, used when the message names no sender (pydantic's
+    email validation turns a punycode domain back into Unicode, so it is converted here).
 
     An address whose local part stays non-ASCII loses its display name: fastapi-mail cannot
     format it with one, and a name pydantic made up from the local part says nothing.
@@ -131,11 +134,15 @@ def ascii_domains(message: MessageSchema) -> MessageSchema:
         return NameEmail(name=name, email=converted)
 
     fields = ("recipients", "cc", "bcc", "reply_to")
-    if all(address.email.isascii() for field in fields for address in getattr(message, field)):
+    from_email = str(message.from_email or sender)
+    if from_email.isascii() and all(
+        address.email.isascii() for field in fields for address in getattr(message, field)
+    ):
         return message
-    return message.model_copy(
-        update={field: [convert(each) for each in getattr(message, field)] for field in fields}
-    )
+    update: dict[str, object] = {
+        field: [convert(each) for each in getattr(message, field)] for field in fields
+    }
+    return message.model_copy(update={**update, "from_email": ascii_domain(from_email)})
 
 
 def international_addresses(message: Message) -> Message:
