@@ -4,15 +4,17 @@ This package imports nothing else from the service, only fastapi-mail, aiosmtpli
 pydantic and pydantic-settings: copy the folder into any FastAPI app.
 """
 
-from .errors import MailError, PermanentMailError, TransientMailError
-from .mailer import DeliveryResult, Mailer
+from .errors import DeliveryOutcomeUnknownError, MailError, PermanentMailError, TransientMailError
+from .mailer import DeliveryResult, Mailer, MailerClosedError
 from .settings import MailSettings, SettingsError, load_settings
 
 __all__ = [
+    "DeliveryOutcomeUnknownError",
     "DeliveryResult",
     "MailError",
     "MailSettings",
     "Mailer",
+    "MailerClosedError",
     "PermanentMailError",
     "SettingsError",
     "TransientMailError",

@@ -11,10 +11,10 @@ the message, so a retry could deliver it twice.
 from __future__ import annotations
 
 import contextlib
+import re
 
 import aiosmtplib
 from aiosmtplib.email import parse_address
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
 from .errors import DeliveryOutcomeUnknownError
 
@@ -22,6 +22,8 @@ __all__ = ["transact"]
 
 _START_INPUT = 354
 _COMPLETED = 250
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 async def transact(
@@ -49,7 +51,9 @@ async def transact(
     utf8 = "SMTPUTF8" in mail_options
     if utf8 and not smtp.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
-    payload = normalize_message_line_endings(data)
+    payload = _LINE_END.sub(b"\r\n", data)
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
     options = list(mail_options)
     if smtp.supports_extension("size"):
         options.insert(0, f"SIZE={len(payload)}")
@@ -79,7 +83,7 @@ async def transact(
     protocol = smtp.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    protocol.write(PERIOD_REGEX.sub(b"..", payload) + b".\r\n")
+    protocol.write(_LEADING_DOT.sub(b"..", payload) + b".\r\n")  # RFC 5321 4.5.2 dot-stuffing
     try:
         reply = await protocol.read_response(timeout=data_timeout)
     except OSError as error:  # a timeout (TimeoutError) or a lost connection (ConnectionError)
