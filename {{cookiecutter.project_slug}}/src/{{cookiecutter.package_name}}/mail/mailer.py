@@ -9,9 +9,10 @@ fastapi-mail (templates, attachments, headers), once per message.
 Transient failures (lost connection, timeout, 4xx reply) are retried with exponential
 backoff and jitter; permanent ones (5xx reply, refused login, TLS or settings problems)
 are raised at once, and so is a missing reply to the end of the data (`MAIL_DATA_TIMEOUT`):
-the message may have been delivered, and a retry could duplicate it. A session that failed is closed, never reused. A pooled session that
-idled past `MAIL_POOL_IDLE_TIMEOUT` is closed; one the server closed is replaced without
-counting as an attempt.
+the message may have been delivered, and a retry could duplicate it. A session that failed
+is closed, never reused. A pooled session that idled past `MAIL_POOL_IDLE_TIMEOUT` is
+closed; one the server closed is replaced without counting as an attempt. After a refused
+login no new one is tried for `MAIL_LOGIN_COOLDOWN` seconds.
 
 A `Mailer` belongs to the event loop that first uses it.
 """
