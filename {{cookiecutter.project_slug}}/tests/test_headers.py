@@ -11,7 +11,7 @@ from email.policy import default
 import pytest
 from fastapi.testclient import TestClient
 from fastapi_mail import MessageSchema, MessageType
-from pydantic import ValidationError
+from pydantic import NameEmail, ValidationError
 
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, PermanentMailError, SettingsError, load_settings
 from {{ cookiecutter.package_name }}.mail.headers import header_problem
@@ -94,6 +94,24 @@ async def test_mailer_refuses_to_send_a_header_that_would_break_its_line(
     async with Mailer(mail_settings) as mailer:
         with pytest.raises(PermanentMailError, match="building the message failed"):
             await mailer.send(raw_message(subject_with(char, prefix)))
+    assert smtp_server.received == []
+
+
+@pytest.mark.parametrize(
+    "name", ["Alice\x0bBcc: victim@example.com", "Alice\r\nBcc: victim@example.com", "Al\x00ice"]
+)
+async def test_mailer_refuses_a_display_name_with_a_control_character(
+    smtp_server: SmtpServer, mail_settings: MailSettings, name: str
+) -> None:
+    evil = MessageSchema(
+        subject="Hello",
+        recipients=[NameEmail(name=name, email="alice@example.com")],
+        body="Body",
+        subtype=MessageType.plain,
+    )
+    async with Mailer(mail_settings) as mailer:
+        with pytest.raises(PermanentMailError, match="building the message failed"):
+            await mailer.send(evil)
     assert smtp_server.received == []
 
 
