@@ -30,8 +30,10 @@ from {{ cookiecutter.package_name }}.mail import (
     TransientMailError,
 )
 from {{ cookiecutter.package_name }}.mail.errors import DeliveryOutcomeUnknownError, classify
+from {{ cookiecutter.package_name }}.mail.login import login_once
 from {{ cookiecutter.package_name }}.mail.mime import serialize
 
+from .raw_servers import listening, smtp_script
 from .smtp_server import PASSWORD, USERNAME, SmtpServer, running_server
 
 pytestmark = pytest.mark.anyio
@@ -357,6 +359,35 @@ async def test_wrong_password_makes_one_refused_login_then_cools_down(smtp_serve
     assert all("server replied 535" in str(result) and "MAIL_PASSWORD" in str(result) for result in results)
     assert sum("MAIL_LOGIN_COOLDOWN" in str(result) for result in results) == 7, "all but the refused one"
     assert smtp_server.received == []
+
+
+@pytest.mark.parametrize(
+    ("plain_reply", "logins"),
+    [("504 5.5.4 mechanism not available\r\n", 2), ("535 5.7.8 bad credentials\r\n", 1)],
+    ids=["method-refused-next-one-tried", "credentials-refused-no-other-method"],
+)
+async def test_another_login_method_only_when_the_server_refused_the_method(
+    plain_reply: str, logins: int
+) -> None:
+    script = smtp_script(
+        "220 x\r\n",
+        "250-x\r\n250 AUTH PLAIN LOGIN\r\n",
+        plain_reply,
+        "334 UGFzc3dvcmQ6\r\n",  # AUTH LOGIN came with the user name: the password, please
+        "235 2.7.0 ok\r\n",
+    )
+    with listening(script) as listener:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=listener.port, timeout=2, start_tls=False)
+        await smtp.connect()
+        try:
+            if logins == 2:
+                assert (await login_once(smtp, USERNAME, PASSWORD)).code == 235
+            else:
+                with pytest.raises(aiosmtplib.SMTPAuthenticationError) as refused:
+                    await login_once(smtp, USERNAME, PASSWORD)
+                assert refused.value.code == 535
+        finally:
+            smtp.close()
 
 
 async def test_login_is_tried_again_after_the_cool_down(smtp_server: SmtpServer) -> None:

@@ -33,17 +33,23 @@ async def login_once(smtp: aiosmtplib.SMTP, username: str, password: str) -> aio
     methods = smtp.supported_auth_methods
     if not methods:
         return await smtp.login(username, password)  # aiosmtplib's diagnosis: no AUTH, or no common method
-    for method in methods:
+    for method in methods[:-1]:
         try:
-            response: aiosmtplib.SMTPResponse = await getattr(smtp, f"auth_{method.replace('-', '')}")(
-                username, password
-            )
+            return await _authenticate(smtp, method, username, password)
         except aiosmtplib.SMTPAuthenticationError as error:
-            if error.code not in _METHOD_UNAVAILABLE or method == methods[-1]:
+            if error.code not in _METHOD_UNAVAILABLE:
                 raise
-        else:
-            return response
-    raise AssertionError("unreachable: the last method returns or raises")
+    return await _authenticate(smtp, methods[-1], username, password)
+
+
+async def _authenticate(
+    smtp: aiosmtplib.SMTP, method: str, username: str, password: str
+) -> aiosmtplib.SMTPResponse:
+    """aiosmtplib's `auth_<method>` ("cram-md5" is `auth_crammd5`)."""
+    response: aiosmtplib.SMTPResponse = await getattr(smtp, f"auth_{method.replace('-', '')}")(
+        username, password
+    )
+    return response
 
 
 class LoginGuard:
