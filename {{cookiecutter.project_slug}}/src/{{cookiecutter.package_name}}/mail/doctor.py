@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aiosmtplib.auth import auth_login_encode, auth_plain_encode
+from aiosmtplib.auth import auth_login_encode, auth_plain_encode, auth_xoauth2_encode
 
 from .errors import redact
+from .oauth import TokenError, fetch_token, smtp_refusal, token_timeout, wants_oauth
 from .settings import MailSettings, SettingsError, load_settings
 
 SUPPORTED_MECHANISMS = ("PLAIN", "LOGIN")
@@ -37,7 +38,8 @@ HOST_NAME = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 class Problem(StrEnum):
     """One class per diagnosis; `exit_code` tells them apart for scripts.
 
-    Exit codes are grouped: 2 settings, 10-19 reaching an SMTP server, 20-29 TLS, 30-39 login.
+    Exit codes are grouped: 2 settings, 10-19 reaching an SMTP server, 20-29 TLS, 30-39 login,
+    40-49 OAuth2 (MAIL_AUTH=xoauth2).
     """
 
     OK = "ok"
@@ -64,6 +66,12 @@ class Problem(StrEnum):
     AUTH_REQUIRES_TLS = "auth_requires_tls"
     AUTH_NOT_OFFERED = "auth_not_offered"
     AUTH_FAILED = "auth_failed"
+    OAUTH_REQUIRED = "oauth_required"
+    OAUTH_ENDPOINT_UNREACHABLE = "oauth_endpoint_unreachable"
+    OAUTH_CLIENT_INVALID = "oauth_client_invalid"
+    OAUTH_CONSENT_MISSING = "oauth_consent_missing"
+    OAUTH_GRANT_INVALID = "oauth_grant_invalid"
+    OAUTH_TOKEN_REFUSED = "oauth_token_refused"  # noqa: S105 - a problem class, not a secret
 
     @property
     def exit_code(self) -> int:
@@ -94,6 +102,12 @@ _EXIT_CODES = {
     Problem.AUTH_REQUIRES_TLS: 30,
     Problem.AUTH_NOT_OFFERED: 31,
     Problem.AUTH_FAILED: 32,
+    Problem.OAUTH_REQUIRED: 33,
+    Problem.OAUTH_ENDPOINT_UNREACHABLE: 40,
+    Problem.OAUTH_CLIENT_INVALID: 41,
+    Problem.OAUTH_CONSENT_MISSING: 42,
+    Problem.OAUTH_GRANT_INVALID: 43,
+    Problem.OAUTH_TOKEN_REFUSED: 44,
 }
 
 
@@ -493,6 +507,9 @@ class _Session:
                 "or MAIL_USE_CREDENTIALS=false if this server relays without login",
             )
         offered = self.extensions["AUTH"].split()
+        if settings.auth == "xoauth2":
+            await self.xoauth2(offered)
+            return
         mechanism = next((m for m in SUPPORTED_MECHANISMS if m in offered), None)
         if mechanism is None:
             raise _Found(
@@ -508,6 +525,12 @@ class _Session:
             return
         if code in (530, 538):
             raise self.auth_requires_tls()
+        if code in (534, 535, 550) and wants_oauth(text):
+            raise _Found(
+                Problem.OAUTH_REQUIRED,
+                f"{self.where} refused the password login because it wants OAuth2: {text}",
+                "set MAIL_AUTH=xoauth2 and the MAIL_OAUTH_* variables (README: Signing in with OAuth2)",
+            )
         if code in (534, 535):
             raise _Found(
                 Problem.AUTH_FAILED,
@@ -515,6 +538,34 @@ class _Session:
                 login_advice(settings.server, settings.username),
             )
         raise self.unexpected(f"AUTH {mechanism}", text)
+
+    async def xoauth2(self, offered: list[str]) -> None:
+        """Fetch a token, then log in with `AUTH XOAUTH2`; each of the two steps is diagnosed apart."""
+        if "XOAUTH2" not in offered:
+            raise _Found(
+                Problem.AUTH_NOT_OFFERED,
+                f"{self.where} offers only login mechanisms {' '.join(offered) or '(none)'}, not XOAUTH2",
+                "use the provider's SMTP host (smtp.office365.com, smtp.gmail.com), or MAIL_AUTH=password",
+            )
+        self.step = "fetching the OAuth2 token"
+        try:
+            token = (await fetch_token(self.settings)).value
+        except TokenError as error:
+            raise _Found(Problem(error.failure.value), error.reason, error.fix) from None
+        self.step = "AUTH XOAUTH2"
+        code, text = await self.command(
+            "AUTH XOAUTH2 " + auth_xoauth2_encode(self.settings.username, token).decode()
+        )
+        if code == 334:  # an error challenge: an empty answer gets the final reply
+            code, text = await self.command("")
+        if code == 235:
+            return
+        if code in (530, 538):
+            raise self.auth_requires_tls()
+        if code in (534, 535):
+            refusal = smtp_refusal(self.settings, text, token)
+            raise _Found(Problem(refusal.failure.value), refusal.reason, refusal.fix)
+        raise self.unexpected("AUTH XOAUTH2", text)
 
     async def authenticate(self, mechanism: str) -> tuple[int, str]:
         username, password = self.settings.username, self.settings.password.get_secret_value()
@@ -619,6 +670,9 @@ class _Session:
 
     def timed_out(self) -> _Found:
         seconds = f"{self.settings.timeout:g} s"
+        if self.step == "fetching the OAuth2 token":
+            error = token_timeout(self.settings)
+            return _Found(Problem.OAUTH_ENDPOINT_UNREACHABLE, error.reason, error.fix)
         if self.step == "resolving MAIL_SERVER":
             return _Found(
                 Problem.DNS_FAILURE,

@@ -35,6 +35,7 @@ from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 from fastapi_mail import FastMail, MessageSchema
 
 from .errors import MailError, TransientMailError, classify
+from .oauth import TokenCache, xoauth2_login
 from .settings import MailSettings
 
 __all__ = ["DeliveryResult", "Mailer"]
@@ -104,6 +105,7 @@ class Mailer:
         self._fastmail = FastMail(settings.connection_config())
         self._where = f"{settings.server}:{settings.port}"
         self._secrets = settings.secret_forms()
+        self._tokens = TokenCache(settings) if settings.auth == "xoauth2" else None
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._idle: list[_Session] = []
         self._local_hostname: str | None = None
@@ -306,7 +308,10 @@ class Mailer:
                 await smtp.starttls()
             if settings.use_credentials:
                 action = f"login to {self._where}"
-                await smtp.login(settings.username, settings.password.get_secret_value())
+                if self._tokens is None:
+                    await smtp.login(settings.username, settings.password.get_secret_value())
+                else:
+                    await xoauth2_login(smtp, settings, self._tokens)
         except BaseException as error:
             _abort(smtp)
             if isinstance(error, Exception):
