@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -356,8 +357,8 @@ def _advice(settings: MailSettings, failure: TokenFailure) -> str:
 def _transport_reason(error: httpx.TransportError) -> str:
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror.lower()
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return os.strerror(cause.errno).lower()
         cause = cause.__cause__ or cause.__context__
     return type(error).__name__
 
