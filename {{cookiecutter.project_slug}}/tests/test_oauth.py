@@ -453,3 +453,46 @@ def test_a_loopback_token_url_may_be_plain_http_and_no_password_is_needed(
     assert settings.oauth_token_endpoint == "http://127.0.0.1:8080/token"
     assert CLIENT_SECRET not in repr(settings)
     assert CLIENT_SECRET in settings.secret_forms()
+
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+async def send_one(settings: MailSettings) -> None:
+    async with Mailer(settings) as mailer:
+        await mailer.send(message())
+
+
+def test_the_env_example_preset_sends_and_passes_check_mail(
+    endpoint: TokenEndpoint,
+    oauth_smtp: tuple[SmtpServer, XOAuth2Handler],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`.env.example` as rendered (office365: MAIL_AUTH=xoauth2, Microsoft), pointed at the test parts."""
+    lines = (PROJECT / ".env.example").read_text().splitlines()
+    example = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    if example["MAIL_AUTH"] != "xoauth2":
+        pytest.skip(f"this preset logs in with MAIL_AUTH={example['MAIL_AUTH']}")
+    server, handler = oauth_smtp
+    test_parts = {
+        "MAIL_SERVER": "localhost",
+        "MAIL_PORT": str(server.port),
+        "MAIL_CERT_BUNDLE": str(server.ca_file),
+        "MAIL_USERNAME": MAILBOX,
+        "MAIL_FROM": MAILBOX,
+        "MAIL_OAUTH_CLIENT_ID": CLIENT_ID,
+        "MAIL_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+        "MAIL_OAUTH_TOKEN_URL": endpoint.microsoft_url,
+    }
+    Path(".env").write_text("".join(f"{name}={value}\n" for name, value in (example | test_parts).items()))
+    settings = load_settings(MailSettings)  # from .env, as the service reads it
+    assert (settings.auth, settings.oauth_provider) == ("xoauth2", "microsoft")
+
+    asyncio.run(send_one(settings))
+    assert server.handler.wait_for(1)[0].message["Subject"] == "oauth 0"
+    assert check_mail_command() == 0
+    assert handler.logins == [MAILBOX, MAILBOX]
+    output = capsys.readouterr()
+    assert "accepted the connection, STARTTLS and login as mailer@example.com" in output.out
+    assert leaked(output.out + output.err, endpoint) == []
