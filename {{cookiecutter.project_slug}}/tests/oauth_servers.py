@@ -83,6 +83,7 @@ class TokenEndpoint:
     certificate_key: rsa.RSAPrivateKey = field(default_factory=_private_key)
     service_account_key: rsa.RSAPrivateKey = field(default_factory=_private_key)
     thumbprint: str = ""
+    roles: list[str] | None = None  # set: issue JWT-shaped tokens carrying these app roles (Microsoft)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -209,6 +210,15 @@ class TokenEndpoint:
 
     def _issue(self, user: str) -> tuple[int, dict[str, Any]]:
         token = "ya29." + secrets.token_urlsafe(24)
+        if self.roles is not None:
+            parts = (
+                {"alg": "RS256", "typ": "JWT"},
+                {"aud": "https://outlook.office.com", "roles": self.roles},
+            )
+            encoded = (
+                base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode() for part in parts
+            )
+            token = ".".join((*encoded, secrets.token_urlsafe(24)))
         with self.lock:
             self.issued[token] = Issued(user, time.monotonic() + self.lifetime)
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime}

@@ -216,6 +216,29 @@ async def test_a_token_the_server_keeps_refusing_is_a_permanent_error_after_one_
     assert leaked(render_diagnosis(diagnosis), endpoint) == []
 
 
+@pytest.mark.parametrize(
+    ("roles", "problem", "fix"),
+    [
+        ([], Problem.OAUTH_CONSENT_MISSING, "SMTP.SendAsApp, then Grant admin consent"),
+        (["SMTP.SendAsApp"], Problem.OAUTH_TOKEN_REFUSED, "New-ServicePrincipal"),
+    ],
+)
+async def test_a_microsoft_token_refused_by_smtp_tells_missing_permission_from_exchange_setup(
+    roles: list[str],
+    problem: Problem,
+    fix: str,
+    endpoint: TokenEndpoint,
+    oauth_smtp: tuple[SmtpServer, XOAuth2Handler],
+    tmp_path: Path,
+) -> None:
+    server, handler = oauth_smtp
+    endpoint.roles = roles
+    handler.refuse = True  # Exchange Online refuses a token without the role, or for an unregistered app
+    diagnosis = await probe(oauth_settings(server, source_env("microsoft_secret", endpoint, tmp_path)))
+    assert diagnosis.problem is problem, render_diagnosis(diagnosis)
+    assert fix in diagnosis.fix
+
+
 async def test_a_down_token_endpoint_is_transient_and_bounded(
     oauth_smtp: tuple[SmtpServer, XOAuth2Handler], endpoint: TokenEndpoint, tmp_path: Path
 ) -> None:
