@@ -356,11 +356,16 @@ async def test_a_server_that_wants_oauth_points_at_mail_auth_xoauth2(ca: trustme
             timeout=2,
         )
         diagnosis = await probe(settings)
+        async with Mailer(settings) as mailer:
+            with pytest.raises(PermanentMailError) as raised:
+                await mailer.send(message())
     assert (diagnosis.problem, diagnosis.exit_code) == (Problem.OAUTH_REQUIRED, 33), render_diagnosis(
         diagnosis
     )
     assert "5.7.139" in diagnosis.message
     assert "MAIL_AUTH=xoauth2" in diagnosis.fix
+    assert "535 5.7.139" in str(raised.value)
+    assert "the server wants OAuth2: set MAIL_AUTH=xoauth2" in str(raised.value)
 
 
 def test_check_mail_command_prints_no_secret(

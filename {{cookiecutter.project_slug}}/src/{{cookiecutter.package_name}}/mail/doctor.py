@@ -23,8 +23,8 @@ from typing import Any
 
 from aiosmtplib.auth import auth_login_encode, auth_plain_encode, auth_xoauth2_encode
 
-from .errors import redact
-from .oauth import TokenError, fetch_token, smtp_refusal, token_timeout, wants_oauth
+from .errors import redact, wants_oauth
+from .oauth import TokenError, fetch_token, smtp_refusal, token_timeout
 from .settings import MailSettings, SettingsError, load_settings
 
 SUPPORTED_MECHANISMS = ("PLAIN", "LOGIN")

@@ -85,6 +85,7 @@ class AccessToken:
 
     @property
     def fresh(self) -> bool:
+        """True until shortly before the token expires."""
         return time.monotonic() < self.renew_at
 
 
@@ -213,11 +214,6 @@ def smtp_refusal(settings: MailSettings, reply: str, token: str) -> Refusal:
         "check that the token's user is MAIL_USERNAME and that MAIL_OAUTH_SCOPE grants SMTP access",
         TokenFailure.REFUSED,
     )
-
-
-def wants_oauth(reply: str) -> bool:
-    """True when a refused password login says the server takes only OAuth (Microsoft 5.7.139, 5.7.30)."""
-    return "5.7.139" in reply or "5.7.30" in reply or "basic authentication" in reply.lower()
 
 
 # -- the token requests ----------------------------------------------------------------------------
