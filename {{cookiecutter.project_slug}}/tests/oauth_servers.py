@@ -237,9 +237,9 @@ def running_token_endpoint() -> Iterator[TokenEndpoint]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
             form = {name: values[0] for name, values in parse_qs(body).items()}
+            status, answer = endpoint.answer(self.path, form, self.headers.get("Authorization", ""))
             if endpoint.delay:
                 time.sleep(endpoint.delay)
-            status, answer = endpoint.answer(self.path, form, self.headers.get("Authorization", ""))
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

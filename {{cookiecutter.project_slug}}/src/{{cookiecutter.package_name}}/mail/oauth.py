@@ -15,6 +15,7 @@ import binascii
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -92,13 +93,16 @@ class AccessToken:
 class TokenCache:
     """One token shared by every session of a mailer, renewed shortly before it expires.
 
-    Concurrent callers wait for the single request in flight instead of making their own.
+    Concurrent callers wait for the single request in flight instead of making their own, and
+    share its outcome: when it fails, they fail with it rather than each asking again.
     `requests` counts the token requests made.
     """
 
     def __init__(self, settings: MailSettings) -> None:
         self._settings = settings
         self._token: AccessToken | None = None
+        self._failure: TokenError | None = None
+        self._finished = 0  # token requests that have ended, either way
         self._lock = asyncio.Lock()
         self.requests = 0
 
@@ -107,21 +111,32 @@ class TokenCache:
         token = self._token
         if token is not None and token.fresh:
             return token.value
-        async with self._lock:
-            if self._token is None or not self._token.fresh:
-                self._token = await self._fetch()
-            return self._token.value
+        return await self._fetch_once(lambda token: token is not None and token.fresh)
 
     async def renew(self, refused: str) -> str:
         """A token other than `refused`, which the SMTP server did not accept."""
-        async with self._lock:
-            if self._token is None or self._token.value == refused:
-                self._token = await self._fetch()
-            return self._token.value
+        return await self._fetch_once(lambda token: token is not None and token.value != refused)
 
-    async def _fetch(self) -> AccessToken:
-        self.requests += 1
-        return await fetch_token(self._settings)
+    async def _fetch_once(self, usable: Callable[[AccessToken | None], bool]) -> str:
+        """The cached token if `usable`, else a new one; a request that failed while we waited is ours too."""
+        finished_before = self._finished
+        async with self._lock:
+            if self._token is not None and usable(self._token):
+                return self._token.value
+            failure = self._failure
+            if failure is not None and self._finished != finished_before:
+                raise type(failure)(failure.reason, failure.fix, failure.failure)
+            self.requests += 1
+            try:
+                self._token = await fetch_token(self._settings)
+            except TokenError as error:
+                self._failure = error
+                raise
+            else:
+                self._failure = None
+            finally:
+                self._finished += 1
+            return self._token.value
 
 
 async def xoauth2_login(smtp: aiosmtplib.SMTP, settings: MailSettings, tokens: TokenCache) -> None:
