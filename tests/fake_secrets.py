@@ -187,6 +187,10 @@ def planted(seed: int, package: str) -> list[Plant]:
     )
     key = fake.mailgun()
     plant("env: Mailgun key (new form)", ".env.example", _env_file(MAILGUN_API_KEY=key), key)
+    secret = f"{fake.chars(BASE62, 3)}8Q~{fake.chars(BASE62 + '~._-', 34)}"  # a Microsoft Entra client secret
+    plant("env: OAuth2 client secret", ".env.example", _env_file(MAIL_OAUTH_CLIENT_SECRET=secret), secret)
+    token = f"1//0{fake.chars(BASE62 + '-_', 98)}"  # a Google refresh token
+    plant("env: OAuth2 refresh token", ".env.example", _env_file(MAIL_OAUTH_REFRESH_TOKEN=token), token)
     app_password = fake.gmail_app_password()
     plant(
         "env: Gmail app password (4x4)",
@@ -437,6 +441,16 @@ def lookalikes(seed: int, package: str) -> list[Plant]:
             "SMTP_PASSWORD=${MAIL_PASSWORD}\nGMAIL_APP_PASSWORD=xxxx xxxx xxxx xxxx\nMAIL_PASSWORD=\n"
             "SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX\n"
             "POSTMARK_SERVER_TOKEN=00000000-0000-0000-0000-000000000000\nMAIL_PASSWORD=dev\n",
+        ),
+        Plant(
+            "OAuth2 placeholders in an env template",
+            "deploy/oauth.env.example",
+            "MAIL_AUTH=xoauth2\nMAIL_OAUTH_PROVIDER=microsoft\nMAIL_OAUTH_TENANT_ID=your-tenant-id\n"
+            "MAIL_OAUTH_CLIENT_ID=your-application-client-id\nMAIL_OAUTH_CLIENT_SECRET=your-client-secret-value\n"
+            "MAIL_OAUTH_REFRESH_TOKEN=your-refresh-token\nMAIL_OAUTH_REFRESH_TOKEN=\n"
+            "MAIL_OAUTH_TOKEN_URL=https://login.microsoftonline.com/your-tenant-id/oauth2/v2.0/token\n"
+            "MAIL_OAUTH_SCOPE=https://outlook.office365.com/.default\n"
+            "MAIL_OAUTH_SERVICE_ACCOUNT_FILE=secrets/service-account.json\n",
         ),
         Plant(
             "AWS's documented example keys",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROVIDERS, render
+from .conftest import PROVIDERS, render, run_project_tests
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ PINNED = {
         "email-smtp.us-east-1.amazonaws.com", "587", "starttls", "your-ses-smtp-username", "AWS access keys"
     ),
     "office365": Preset(
-        "smtp.office365.com", "587", "starttls", "you@yourtenant.onmicrosoft.com", "Authenticated SMTP"
+        "smtp.office365.com", "587", "starttls", "you@yourtenant.onmicrosoft.com", "SMTP.SendAsApp"
     ),
     "postmark": Preset(
         "smtp.postmarkapp.com", "587", "starttls", "your-postmark-server-token", "Server API token"
@@ -63,3 +63,24 @@ def test_preset_fills_env_example(tmp_path: Path, answers: dict[str, str]) -> No
     assert values["MAIL_USE_CREDENTIALS"] == "true"
     assert values["MAIL_VALIDATE_CERTS"] == "true"
     assert expected.hint in comments
+
+
+def test_office365_signs_in_with_oauth2_and_gmail_offers_both(tmp_path: Path) -> None:
+    office365, comments = env_example(render(tmp_path / "office365", mail_provider="office365"))
+    assert office365["MAIL_AUTH"] == "xoauth2"
+    assert office365["MAIL_OAUTH_PROVIDER"] == "microsoft"
+    assert office365["MAIL_PASSWORD"] == ""
+    assert {"MAIL_OAUTH_TENANT_ID", "MAIL_OAUTH_CLIENT_ID", "MAIL_OAUTH_CLIENT_SECRET"} <= set(office365)
+    assert "New-ServicePrincipal" in comments
+    gmail, comments = env_example(render(tmp_path / "gmail", mail_provider="gmail"))
+    assert gmail["MAIL_AUTH"] == "password"
+    assert "App Password" in comments
+    assert "MAIL_AUTH=xoauth2, MAIL_OAUTH_PROVIDER=google" in comments
+
+
+def test_office365_render_sends_and_passes_check_mail_with_xoauth2(tmp_path: Path) -> None:
+    """The rendered office365 .env.example, pointed at a local token endpoint and XOAUTH2 server."""
+    project = render(tmp_path, mail_provider="office365")
+    result = run_project_tests(project, "tests/test_oauth.py", "-k", "env_example_preset", "-rs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout, result.stdout

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import trustme
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api.health import ProbeCache
 
 from .conftest import auth, service
+from .oauth_servers import CLIENT_ID, CLIENT_SECRET, MAILBOX, running_oauth_smtp, running_token_endpoint
 from .raw_servers import listening, smtp_script
 from .smtp_server import PASSWORD, SmtpServer
 
@@ -90,3 +94,28 @@ def test_a_refused_login_is_not_probed_again_during_the_cool_down(
         statuses = [test_client.get("/health/mail").status_code for _ in range(4)]
     assert statuses == [503] * 4
     assert len(smtp_server.handler.logins) == 1
+
+
+def test_mail_health_signs_in_with_xoauth2(
+    ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with running_token_endpoint() as endpoint, running_oauth_smtp(ca, ca_file, endpoint) as (server, handler):
+        env = server.env() | {
+            "MAIL_AUTH": "xoauth2",
+            "MAIL_USERNAME": MAILBOX,
+            "MAIL_PASSWORD": "",
+            "MAIL_OAUTH_PROVIDER": "generic",
+            "MAIL_OAUTH_TOKEN_URL": endpoint.token_url,
+            "MAIL_OAUTH_CLIENT_ID": CLIENT_ID,
+            "MAIL_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+        }
+        with service(monkeypatch, **env) as test_client:
+            ok = test_client.get("/health/mail")
+            endpoint.revoke_tokens()
+            handler.refuse = True
+        with service(monkeypatch, **env) as test_client:
+            refused = test_client.get("/health/mail")
+    assert (ok.status_code, ok.json()) == (200, {"status": "ok"})
+    assert refused.status_code == 503
+    assert refused.json()["problem"] == "oauth_token_refused"
+    assert CLIENT_SECRET not in refused.text

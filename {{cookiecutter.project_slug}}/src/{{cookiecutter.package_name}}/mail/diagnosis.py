@@ -18,7 +18,8 @@ __all__ = ["Diagnosis", "Problem", "render_diagnosis", "settings_diagnosis"]
 class Problem(StrEnum):
     """One class per diagnosis; `exit_code` tells them apart for scripts.
 
-    Exit codes are grouped: 2 settings, 10-19 reaching an SMTP server, 20-29 TLS, 30-39 login.
+    Exit codes are grouped: 2 settings, 10-19 reaching an SMTP server, 20-29 TLS, 30-39 login,
+    40-49 OAuth2 (MAIL_AUTH=xoauth2).
     """
 
     OK = "ok"
@@ -45,6 +46,12 @@ class Problem(StrEnum):
     AUTH_REQUIRES_TLS = "auth_requires_tls"
     AUTH_NOT_OFFERED = "auth_not_offered"
     AUTH_FAILED = "auth_failed"
+    OAUTH_REQUIRED = "oauth_required"
+    OAUTH_ENDPOINT_UNREACHABLE = "oauth_endpoint_unreachable"
+    OAUTH_CLIENT_INVALID = "oauth_client_invalid"
+    OAUTH_CONSENT_MISSING = "oauth_consent_missing"
+    OAUTH_GRANT_INVALID = "oauth_grant_invalid"
+    OAUTH_TOKEN_REFUSED = "oauth_token_refused"  # noqa: S105 - a problem class, not a secret
 
     @property
     def exit_code(self) -> int:
@@ -75,6 +82,12 @@ _EXIT_CODES = {
     Problem.AUTH_REQUIRES_TLS: 30,
     Problem.AUTH_NOT_OFFERED: 31,
     Problem.AUTH_FAILED: 32,
+    Problem.OAUTH_REQUIRED: 33,
+    Problem.OAUTH_ENDPOINT_UNREACHABLE: 40,
+    Problem.OAUTH_CLIENT_INVALID: 41,
+    Problem.OAUTH_CONSENT_MISSING: 42,
+    Problem.OAUTH_GRANT_INVALID: 43,
+    Problem.OAUTH_TOKEN_REFUSED: 44,
 }
 
 

@@ -28,6 +28,7 @@ REDACTED = "***"
 _CONNECT_HINT = "check MAIL_SERVER and MAIL_PORT, and that the server is reachable"
 _TIMEOUT_HINT = "the server did not answer within MAIL_TIMEOUT seconds"
 _LOGIN_HINT = "check MAIL_USERNAME and MAIL_PASSWORD"
+_OAUTH_HINT = "the server wants OAuth2: set MAIL_AUTH=xoauth2 and the MAIL_OAUTH_* variables"
 _CERT_HINT = (
     "set MAIL_CERT_BUNDLE to the CA file that signed the server certificate, "
     "and check that MAIL_SERVER is the name on the certificate"
@@ -78,6 +79,11 @@ def printable(text: str) -> str:
     return " ".join("".join(char if char.isprintable() else " " for char in text).split())
 
 
+def wants_oauth(reply: str) -> bool:
+    """True when a refused password login says the server takes only OAuth2 (Microsoft 5.7.139, 5.7.30)."""
+    return "5.7.139" in reply or "5.7.30" in reply or "basic authentication" in reply.lower()
+
+
 def classify(
     error: BaseException, action: str = "sending", secrets: Iterable[str] = (), *, connected: bool = False
 ) -> MailError:
@@ -122,6 +128,8 @@ def _describe(error: BaseException, connected: bool) -> tuple[bool, int | None, 
         permanent = [code for code in codes if code >= 500]
         code = permanent[0] if permanent else (codes[0] if codes else None)
         return not permanent, code, f"every recipient was refused: {refusals}"
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError) and wants_oauth(error.message):
+        return False, error.code, f"server replied {error.code} {error.message}: {_OAUTH_HINT}"
     if isinstance(error, aiosmtplib.SMTPResponseException):
         hint = f": {_LOGIN_HINT}" if isinstance(error, aiosmtplib.SMTPAuthenticationError) else ""
         return 400 <= error.code < 500, error.code, f"server replied {error.code} {error.message}{hint}"

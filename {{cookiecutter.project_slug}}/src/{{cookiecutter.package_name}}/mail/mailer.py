@@ -35,6 +35,7 @@ from . import sniff
 from .errors import MailError, PermanentMailError, TransientMailError, classify, printable
 from .login import LoginGuard, login_once
 from .mime import ascii_domains, drop_multipart_encodings, international_addresses, serialize
+from .oauth import TokenCache, xoauth2_login
 from .settings import MailSettings, security_warnings
 from .transaction import transact
 
@@ -123,6 +124,7 @@ class Mailer:
         self._logins = LoginGuard(settings.login_cooldown, self._secrets)
         for warning in security_warnings(settings):
             logger.warning(warning)
+        self._tokens = TokenCache(settings) if settings.auth == "xoauth2" else None
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._idle: list[_Session] = []
         self._local_hostname: str | None = None
@@ -348,8 +350,11 @@ class Mailer:
                 await smtp.starttls()
             if settings.use_credentials:
                 action = f"login to {self._where}"
-                async with self._logins.attempt(action):
-                    await login_once(smtp, settings.username, settings.password.get_secret_value())
+                if self._tokens is not None:  # sessions share one token; a refused one is renewed once
+                    await xoauth2_login(smtp, settings, self._tokens)
+                else:
+                    async with self._logins.attempt(action):
+                        await login_once(smtp, settings.username, settings.password.get_secret_value())
         except BaseException as error:
             _abort(smtp)
             if isinstance(error, Exception):

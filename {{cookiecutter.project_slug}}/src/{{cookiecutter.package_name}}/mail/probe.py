@@ -22,11 +22,12 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import aiosmtplib
-from aiosmtplib.auth import auth_crammd5_verify, auth_login_encode, auth_plain_encode
+from aiosmtplib.auth import auth_crammd5_verify, auth_login_encode, auth_plain_encode, auth_xoauth2_encode
 
 from .advice import login_advice
 from .diagnosis import Diagnosis, Problem
-from .errors import printable, redact
+from .errors import printable, redact, wants_oauth
+from .oauth import TokenError, fetch_token, smtp_refusal, token_timeout
 from .settings import MailSettings
 from .sniff import SNIFF_AFTER, speaks_tls
 
@@ -299,6 +300,9 @@ class _Session:
                 "or MAIL_USE_CREDENTIALS=false if this server relays without login",
             )
         offered = self.extensions["AUTH"].split()
+        if settings.auth == "xoauth2":
+            await self.xoauth2(offered)
+            return
         mechanism = next((m for m in SUPPORTED_MECHANISMS if m in offered), None)
         if mechanism is None:
             raise _Found(
@@ -314,6 +318,12 @@ class _Session:
             return
         if code in (530, 538):
             raise self.auth_requires_tls()
+        if code in (534, 535, 550) and wants_oauth(text):
+            raise _Found(
+                Problem.OAUTH_REQUIRED,
+                f"{self.where} refused the password login because it wants OAuth2: {text}",
+                "set MAIL_AUTH=xoauth2 and the MAIL_OAUTH_* variables (README: Signing in with OAuth2)",
+            )
         if code in (534, 535):
             raise _Found(
                 Problem.AUTH_FAILED,
@@ -321,6 +331,34 @@ class _Session:
                 login_advice(settings.server, settings.username),
             )
         raise self.unexpected(f"AUTH {mechanism}", text)
+
+    async def xoauth2(self, offered: list[str]) -> None:
+        """Fetch a token, then log in with `AUTH XOAUTH2`; each of the two steps is diagnosed apart."""
+        if "XOAUTH2" not in offered:
+            raise _Found(
+                Problem.AUTH_NOT_OFFERED,
+                f"{self.where} offers only login mechanisms {' '.join(offered) or '(none)'}, not XOAUTH2",
+                "use the provider's SMTP host (smtp.office365.com, smtp.gmail.com), or MAIL_AUTH=password",
+            )
+        self.step = "fetching the OAuth2 token"
+        try:
+            token = (await fetch_token(self.settings)).value
+        except TokenError as error:
+            raise _Found(Problem(error.failure.value), error.reason, error.fix) from None
+        self.step = "AUTH XOAUTH2"
+        code, text = await self.command(
+            "AUTH XOAUTH2 " + auth_xoauth2_encode(self.settings.username, token).decode()
+        )
+        if code == 334:  # an error challenge: an empty answer gets the final reply
+            code, text = await self.command("")
+        if code == 235:
+            return
+        if code in (530, 538):
+            raise self.auth_requires_tls()
+        if code in (534, 535):
+            refusal = smtp_refusal(self.settings, text, token)
+            raise _Found(Problem(refusal.failure.value), refusal.reason, refusal.fix)
+        raise self.unexpected("AUTH XOAUTH2", text)
 
     async def authenticate(self, mechanism: str) -> tuple[int, str]:
         username, password = self.settings.username, self.settings.password.get_secret_value()
@@ -433,6 +471,9 @@ class _Session:
 
     def timed_out(self) -> _Found:
         seconds = f"{self.settings.timeout:g} s"
+        if self.step == "fetching the OAuth2 token":
+            error = token_timeout(self.settings)
+            return _Found(Problem.OAUTH_ENDPOINT_UNREACHABLE, error.reason, error.fix)
         if self.step == "resolving MAIL_SERVER":
             return _Found(
                 Problem.DNS_FAILURE,

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import math
 import ssl
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from fastapi_mail import ConnectionConfig
 from pydantic import (
     AliasChoices,
@@ -32,6 +36,10 @@ from .headers import header_problem
 
 STARTTLS_PORTS = frozenset({587, 2587})
 IMPLICIT_TLS_PORTS = frozenset({465, 2465})
+
+MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"  # noqa: S105 - a URL
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
+DEFAULT_SCOPES = {"microsoft": "https://outlook.office365.com/.default", "google": "https://mail.google.com/"}
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -104,6 +112,37 @@ class MailSettings(BaseSettings):
         le=60,
         description="Seconds before the first retry; doubles with each retry, plus jitter.",
     )
+    auth: Literal["password", "xoauth2"] = Field(
+        default="password",
+        description="How to log in: `password` (AUTH PLAIN/LOGIN) or `xoauth2` (an OAuth2 bearer token).",
+    )
+    oauth_provider: Literal["microsoft", "google", "generic"] | None = Field(
+        default=None,
+        description="Where MAIL_AUTH=xoauth2 gets its token: `microsoft`, `google` or `generic`.",
+    )
+    oauth_tenant_id: str = Field(default="", description="Microsoft Entra tenant id (or domain).")
+    oauth_client_id: str = Field(default="", description="OAuth2 client (application) id.")
+    oauth_client_secret: SecretStr = Field(
+        default=SecretStr(""), description="OAuth2 client secret; never printed or logged."
+    )
+    oauth_certificate_file: FilePath | None = Field(
+        default=None,
+        description="Microsoft: PEM file with the app's certificate and private key (instead of a secret).",
+    )
+    oauth_service_account_file: FilePath | None = Field(
+        default=None,
+        description="Google: service account JSON key with domain-wide delegation; MAIL_USERNAME is the mailbox.",
+    )
+    oauth_refresh_token: SecretStr = Field(
+        default=SecretStr(""), description="Google installed app: the refresh token; never printed or logged."
+    )
+    oauth_token_url: str = Field(
+        default="",
+        description="Token endpoint; required for `generic`, overrides the Microsoft or Google default.",
+    )
+    oauth_scope: str = Field(
+        default="", description="Scope requested; defaults to the provider's SMTP scope."
+    )
 
     @field_validator("from_name")
     @classmethod
@@ -115,7 +154,7 @@ class MailSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_security(self) -> MailSettings:
-        problems = list(security_problems(self))
+        problems = [*security_problems(self), *oauth_problems(self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -149,20 +188,42 @@ class MailSettings(BaseSettings):
             context.verify_mode = ssl.CERT_NONE
         return context
 
+    @property
+    def oauth_token_endpoint(self) -> str:
+        """The token URL: MAIL_OAUTH_TOKEN_URL, else the provider's (a service account's own `token_uri`)."""
+        if self.oauth_token_url:
+            return self.oauth_token_url
+        if self.oauth_provider == "microsoft":
+            return MICROSOFT_TOKEN_URL.format(tenant=self.oauth_tenant_id)
+        if self.oauth_service_account_file is not None:
+            return str(service_account_key(self.oauth_service_account_file).get("token_uri", ""))
+        return GOOGLE_TOKEN_URL if self.oauth_provider == "google" else ""
+
+    @property
+    def oauth_scopes(self) -> str:
+        """MAIL_OAUTH_SCOPE, else the provider's scope for SMTP."""
+        return self.oauth_scope or DEFAULT_SCOPES.get(self.oauth_provider or "", "")
+
     def secret_forms(self) -> tuple[str, ...]:
-        """The password as it may appear in SMTP text: plain, base64 (AUTH LOGIN), the AUTH PLAIN blob.
+        """Secrets as they may appear in text: the password plain, base64 (AUTH LOGIN) and as the
+        AUTH PLAIN blob; the OAuth2 client secret and refresh token.
 
         Every error and diagnosis hides each of these.
         """
+        forms = [
+            secret.get_secret_value()
+            for secret in (self.oauth_client_secret, self.oauth_refresh_token)
+            if secret.get_secret_value()
+        ]
         password = self.password.get_secret_value()
-        if not password:
-            return ()
-        plain_blob = b"\0" + self.username.encode() + b"\0" + password.encode()
-        return (
-            password,
-            base64.b64encode(password.encode()).decode(),
-            base64.b64encode(plain_blob).decode(),
-        )
+        if password:
+            plain_blob = b"\0" + self.username.encode() + b"\0" + password.encode()
+            forms += (
+                password,
+                base64.b64encode(password.encode()).decode(),
+                base64.b64encode(plain_blob).decode(),
+            )
+        return tuple(forms)
 
     def connection_config(self, template_folder: Path | None = None) -> ConnectionConfig:
         """The same settings as a `fastapi_mail.ConnectionConfig`."""
@@ -221,7 +282,7 @@ def security_problems(settings: MailSettings) -> list[str]:
             name
             for name, value in (
                 ("MAIL_USERNAME", settings.username),
-                ("MAIL_PASSWORD", settings.password.get_secret_value()),
+                ("MAIL_PASSWORD", settings.password.get_secret_value() or settings.auth != "password"),
             )
             if not value
         ]
@@ -245,6 +306,109 @@ def security_warnings(settings: MailSettings) -> list[str]:
             "MAIL_VALIDATE_CERTS=false: the server certificate is not verified, so anyone on the network path "
             "can pose as the server and read the mail and the password; set MAIL_CERT_BUNDLE to the CA file "
             "of a private server instead"
+        ]
+    return []
+
+
+def oauth_problems(settings: MailSettings) -> list[str]:
+    """Each reason the MAIL_AUTH=xoauth2 settings cannot get a token, naming the variables to set."""
+    if settings.auth != "xoauth2":
+        return []
+    provider = settings.oauth_provider
+    if provider is None:
+        return ["MAIL_OAUTH_PROVIDER must be microsoft, google or generic when MAIL_AUTH=xoauth2"]
+    has_secret = bool(settings.oauth_client_secret.get_secret_value())
+    required: list[tuple[str, object]] = []
+    problems: list[str] = []
+    if provider == "microsoft":
+        required = [("MAIL_OAUTH_CLIENT_ID", settings.oauth_client_id)]
+        if not settings.oauth_token_url:
+            required.append(("MAIL_OAUTH_TENANT_ID", settings.oauth_tenant_id))
+        if has_secret == (settings.oauth_certificate_file is not None):
+            problems.append(
+                "MAIL_OAUTH_PROVIDER=microsoft needs exactly one of MAIL_OAUTH_CLIENT_SECRET and "
+                "MAIL_OAUTH_CERTIFICATE_FILE"
+            )
+        elif settings.oauth_certificate_file is not None:
+            problems += certificate_problems(settings.oauth_certificate_file)
+    elif provider == "google" and settings.oauth_service_account_file is not None:
+        if settings.oauth_refresh_token.get_secret_value():
+            problems.append("set MAIL_OAUTH_SERVICE_ACCOUNT_FILE or MAIL_OAUTH_REFRESH_TOKEN, not both")
+        problems += service_account_problems(settings.oauth_service_account_file)
+    elif provider == "google":
+        required = [
+            ("MAIL_OAUTH_CLIENT_ID", settings.oauth_client_id),
+            ("MAIL_OAUTH_CLIENT_SECRET", has_secret),
+            ("MAIL_OAUTH_REFRESH_TOKEN", settings.oauth_refresh_token.get_secret_value()),
+        ]
+    else:
+        required = [
+            ("MAIL_OAUTH_TOKEN_URL", settings.oauth_token_url),
+            ("MAIL_OAUTH_CLIENT_ID", settings.oauth_client_id),
+            ("MAIL_OAUTH_CLIENT_SECRET", has_secret),
+        ]
+    missing = [name for name, value in required if not value]
+    if missing:
+        alternative = (
+            " (or MAIL_OAUTH_SERVICE_ACCOUNT_FILE, a service account key)" if provider == "google" else ""
+        )
+        problems.append(
+            f"{' and '.join(missing)} must be set when MAIL_OAUTH_PROVIDER={provider}{alternative}"
+        )
+    if not problems:
+        problems += token_url_problems(settings.oauth_token_endpoint)
+    return problems
+
+
+def token_url_problems(url: str) -> list[str]:
+    """Why `url` cannot be a token endpoint: not https (plain http only on loopback), or no host."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("https", "http"):
+        return ["MAIL_OAUTH_TOKEN_URL must be an https:// URL of the token endpoint"]
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return [
+            f"MAIL_OAUTH_TOKEN_URL uses http:// for {parts.hostname}, which would send the client secret "
+            "in clear text: use https:// (plain http only for a loopback host)"
+        ]
+    return []
+
+
+def service_account_key(path: Path) -> dict[str, Any]:
+    """The fields of a Google service account JSON key file ({} if it is not a JSON object)."""
+    try:
+        key = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return key if isinstance(key, dict) else {}
+
+
+def service_account_problems(path: Path) -> list[str]:
+    """Why `path` is not a usable service account key (never quoting the key)."""
+    key = service_account_key(path)
+    fields = ("client_email", "private_key", "token_uri")
+    if key.get("type") != "service_account" or not all(isinstance(key.get(name), str) for name in fields):
+        return [
+            "MAIL_OAUTH_SERVICE_ACCOUNT_FILE is not a service account JSON key (type service_account with "
+            "client_email, private_key and token_uri): download one in Google Cloud console > IAM > "
+            "Service accounts > Keys"
+        ]
+    try:
+        load_pem_private_key(str(key["private_key"]).encode(), password=None)
+    except (ValueError, TypeError):
+        return ["MAIL_OAUTH_SERVICE_ACCOUNT_FILE: its private_key is not an unencrypted PEM private key"]
+    return []
+
+
+def certificate_problems(path: Path) -> list[str]:
+    """Why `path` is not a PEM file holding both a certificate and its unencrypted private key."""
+    try:
+        pem = path.read_bytes()
+        x509.load_pem_x509_certificate(pem)
+        load_pem_private_key(pem, password=None)
+    except (OSError, ValueError, TypeError):
+        return [
+            "MAIL_OAUTH_CERTIFICATE_FILE must be a PEM file with the app's certificate and its "
+            "unencrypted private key (cat cert.pem key.pem > app.pem)"
         ]
     return []
 
