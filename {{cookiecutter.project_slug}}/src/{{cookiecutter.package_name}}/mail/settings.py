@@ -13,7 +13,7 @@ import math
 import ssl
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi_mail import ConnectionConfig
 from pydantic import (
@@ -29,6 +29,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STARTTLS_PORTS = frozenset({587, 2587})
 IMPLICIT_TLS_PORTS = frozenset({465, 2465})
+
+if TYPE_CHECKING:
+    from .dkim import DkimSigner
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -89,10 +92,29 @@ class MailSettings(BaseSettings):
         le=60,
         description="Seconds before the first retry; doubles with each retry, plus jitter.",
     )
+    dkim_domain: str = Field(
+        default="",
+        description="DKIM signing domain (d=): MAIL_FROM's domain or a parent of it. Empty: no signing.",
+    )
+    dkim_selector: str = Field(
+        default="", description="DKIM selector (s=): the key is published at <selector>._domainkey.<domain>."
+    )
+    dkim_private_key_file: FilePath | None = Field(
+        default=None,
+        description="PEM file of the DKIM private key (RSA 2048+ bits or Ed25519; `dkim-keygen` writes one).",
+    )
+    dkim_private_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="The DKIM private key as PEM text, instead of MAIL_DKIM_PRIVATE_KEY_FILE; never printed.",
+    )
+    dns_server: str = Field(
+        default="",
+        description="Resolver for `check-mail --deliverability`, as host or host:port. Empty: the system's.",
+    )
 
     @model_validator(mode="after")
     def _check_security(self) -> MailSettings:
-        problems = list(security_problems(self))
+        problems = list(security_problems(self)) + dkim_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -112,6 +134,19 @@ class MailSettings(BaseSettings):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+    @cached_property
+    def dkim_signer(self) -> DkimSigner | None:
+        """The DKIM signer, or None when MAIL_DKIM_DOMAIN is unset. Raises `DkimKeyError`."""
+        if not self.dkim_domain:
+            return None
+        from .dkim import DkimSigner, load_key
+
+        if self.dkim_private_key_file is not None:
+            pem = self.dkim_private_key_file.read_bytes()
+        else:
+            pem = self.dkim_private_key.get_secret_value().replace("\\n", "\n").encode()
+        return DkimSigner(self.dkim_domain.lower().rstrip("."), self.dkim_selector, load_key(pem))
 
     def secret_forms(self) -> tuple[str, ...]:
         """The password as it may appear in SMTP text: plain, base64 (AUTH LOGIN), the AUTH PLAIN blob.
@@ -200,6 +235,48 @@ def security_problems(settings: MailSettings) -> list[str]:
                 f"{settings.server}: set MAIL_STARTTLS=true (port 587) or MAIL_SSL_TLS=true (port 465)"
             )
     return problems
+
+
+def dkim_problems(settings: MailSettings) -> list[str]:
+    """Each reason the DKIM settings cannot sign, naming the variables; loads the key once."""
+    from .dkim import DkimKeyError
+
+    key_set = settings.dkim_private_key_file is not None or bool(settings.dkim_private_key.get_secret_value())
+    if not (settings.dkim_domain or settings.dkim_selector or key_set):
+        return []
+    missing = [
+        name
+        for name, value in (
+            ("MAIL_DKIM_DOMAIN", settings.dkim_domain),
+            ("MAIL_DKIM_SELECTOR", settings.dkim_selector),
+        )
+        if not value
+    ]
+    if not key_set:
+        missing.append("MAIL_DKIM_PRIVATE_KEY_FILE (or MAIL_DKIM_PRIVATE_KEY)")
+    if missing:
+        return [f"DKIM signing needs {' and '.join(missing)} too (or unset every MAIL_DKIM_* variable)"]
+    if settings.dkim_private_key_file is not None and settings.dkim_private_key.get_secret_value():
+        return ["set MAIL_DKIM_PRIVATE_KEY_FILE or MAIL_DKIM_PRIVATE_KEY, not both"]
+    domain = settings.dkim_domain.lower().rstrip(".")
+    from_domain = str(settings.from_address).rpartition("@")[2].lower()
+    if from_domain != domain and not from_domain.endswith("." + domain):
+        return [
+            f"MAIL_DKIM_DOMAIN={settings.dkim_domain} does not align with MAIL_FROM's domain {from_domain}, "
+            "so DMARC ignores the signature: set MAIL_DKIM_DOMAIN to that domain (or a parent of it)"
+        ]
+    variable = (
+        "MAIL_DKIM_PRIVATE_KEY_FILE"
+        if settings.dkim_private_key_file is not None
+        else "MAIL_DKIM_PRIVATE_KEY"
+    )
+    try:
+        settings.dkim_signer  # noqa: B018 - loads and caches the key
+    except DkimKeyError as error:
+        return [f"{variable} {error}"]
+    except OSError as error:
+        return [f"{variable} could not be read ({type(error).__name__}): check the path and its permissions"]
+    return []
 
 
 def env_name(model: type[BaseSettings], field: str) -> str:
