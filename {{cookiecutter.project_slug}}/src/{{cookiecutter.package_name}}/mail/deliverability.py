@@ -199,7 +199,7 @@ def _walk_spf(resolver: Dns, domain: str, record: str, walk: _SpfWalk, depth: in
             walk.lookups += 1
         if mechanism in {"ip4", "ip6"}:
             try:
-                walk.networks.append(ipaddress.ip_network(target, strict=False))
+                walk.networks.append(ipaddress.ip_network(target + match["cidr"], strict=False))
             except ValueError:
                 walk.error = walk.error or f"'{term}' in the record of {domain} is not a valid address"
         elif mechanism == "a" and match["qualifier"] in {"", "+"}:
