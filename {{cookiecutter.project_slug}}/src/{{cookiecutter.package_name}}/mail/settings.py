@@ -97,7 +97,7 @@ class MailSettings(BaseSettings):
         description="DKIM signing domain (d=): MAIL_FROM's domain or a parent of it. Empty: no signing.",
     )
     dkim_selector: str = Field(
-        default="", description="DKIM selector (s=): the key is published at <selector>._domainkey.<domain>."
+        default="", description="DKIM selector (s=): the key is published at SELECTOR._domainkey.DOMAIN."
     )
     dkim_private_key_file: FilePath | None = Field(
         default=None,
