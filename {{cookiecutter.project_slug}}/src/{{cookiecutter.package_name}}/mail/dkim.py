@@ -36,6 +36,7 @@ SIGNED_HEADERS = (
 )
 """Signed when present, in this order."""
 
+_SIGNED_SET = frozenset(SIGNED_HEADERS)
 _RELAXED = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _HEADER = b"DKIM-Signature"
 
@@ -121,7 +122,8 @@ class DkimSigner:
     def sign(self, data: bytes) -> bytes:
         """`data` (a serialized message, CRLF line ends) with a DKIM-Signature header prepended."""
         headers, body = dkim.rfc822_parse(data)
-        present = {name.lower() for name, _ in headers}
+        candidates = [(name, value) for name, value in headers if name.lower() in _SIGNED_SET]
+        present = {name.lower() for name, _ in candidates}
         signed = tuple(name for name in SIGNED_HEADERS if name in present)
         body_hash = base64.b64encode(hashlib.sha256(_RELAXED.canonicalize_body(body)).digest())
         fields = [
@@ -138,7 +140,7 @@ class DkimSigner:
         value = dkim.fold(b"; ".join(b"=".join(tag) for tag in fields), namelen=len(_HEADER), linesep=b"\r\n")
         hasher = hashlib.sha256()
         dkim.hash_headers(
-            hasher, _RELAXED, _RELAXED.canonicalize_headers(headers), signed, (_HEADER, b" " + value), {}
+            hasher, _RELAXED, _RELAXED.canonicalize_headers(candidates), signed, (_HEADER, b" " + value), {}
         )
         fields[-1] = (b"b", base64.b64encode(self._sign_digest(hasher.digest())))
         value = dkim.fold(
