@@ -33,6 +33,8 @@ ALLOWED_IMPORTS = {
     "authlib",
     "httpx",
     "cryptography",
+    "dkim",
+    "dns",
 }
 SECTION = "## Adding the mail module to an existing app"
 USER = "acme-mailer"

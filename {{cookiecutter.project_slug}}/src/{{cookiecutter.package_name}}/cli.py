@@ -76,9 +76,34 @@ def dev(args: argparse.Namespace) -> int:
 
 def check_mail(args: argparse.Namespace) -> int:
     """Connect, negotiate TLS and log in (never send); print one diagnosis."""
+    if args.deliverability:
+        from .mail.deliverability import deliverability_command
+
+        return deliverability_command(json_output=args.json)
     from .mail.doctor import check_mail_command
 
     return check_mail_command(json_output=args.json)
+
+
+def dkim_keygen(args: argparse.Namespace) -> int:
+    """Write a new DKIM private key (mode 0600) and print the DNS record to publish."""
+    from .mail.dkim import DkimSigner, generate_key, private_pem
+
+    if args.out.exists():
+        print(f"{args.out} exists: choose another --out, or delete it if you mean to replace the key")
+        return 1
+    signer = DkimSigner(args.domain, args.selector, generate_key(args.algorithm, args.bits))
+    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(private_pem(signer.key))
+    print(f"wrote the private key to {args.out} (mode 0600; never commit it)")
+    print(f"publish this TXT record at {signer.record_name}:")
+    print(f"  {signer.dns_record()}")
+    print(
+        f"then set MAIL_DKIM_DOMAIN={args.domain} MAIL_DKIM_SELECTOR={args.selector} "
+        f"MAIL_DKIM_PRIVATE_KEY_FILE={args.out}"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-mail", help="check that SMTP connect, TLS and login work")
     check.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    check.add_argument(
+        "--deliverability",
+        action="store_true",
+        help="also check MAIL_FROM's domain in DNS: SPF, DKIM, DMARC, MX (resolver: MAIL_DNS_SERVER)",
+    )
     check.set_defaults(handler=check_mail)
+
+    keygen = commands.add_parser("dkim-keygen", help="write a DKIM private key and print the DNS record")
+    keygen.add_argument("--domain", required=True, help="signing domain (MAIL_DKIM_DOMAIN)")
+    keygen.add_argument("--selector", required=True, help="selector (MAIL_DKIM_SELECTOR), e.g. s1")
+    keygen.add_argument(
+        "--out", type=Path, default=Path("dkim.pem"), help="private key file (default dkim.pem)"
+    )
+    keygen.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa", help="default rsa")
+    keygen.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
+    keygen.set_defaults(handler=dkim_keygen)
 
     run_dev = commands.add_parser("dev", help="run the service with the embedded SMTP server and dev inbox")
     run_dev.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")

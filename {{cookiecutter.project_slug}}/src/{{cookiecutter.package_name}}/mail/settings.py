@@ -14,7 +14,7 @@ import math
 import ssl
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -40,6 +40,9 @@ IMPLICIT_TLS_PORTS = frozenset({465, 2465})
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"  # noqa: S105 - a URL
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
 DEFAULT_SCOPES = {"microsoft": "https://outlook.office365.com/.default", "google": "https://mail.google.com/"}
+
+if TYPE_CHECKING:
+    from .dkim import DkimSigner
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -143,6 +146,25 @@ class MailSettings(BaseSettings):
     oauth_scope: str = Field(
         default="", description="Scope requested; defaults to the provider's SMTP scope."
     )
+    dkim_domain: str = Field(
+        default="",
+        description="DKIM signing domain (d=): MAIL_FROM's domain or a parent of it. Empty: no signing.",
+    )
+    dkim_selector: str = Field(
+        default="", description="DKIM selector (s=): the key is published at SELECTOR._domainkey.DOMAIN."
+    )
+    dkim_private_key_file: FilePath | None = Field(
+        default=None,
+        description="PEM file of the DKIM private key (RSA 2048+ bits or Ed25519; `dkim-keygen` writes one).",
+    )
+    dkim_private_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="The DKIM private key as PEM text, instead of MAIL_DKIM_PRIVATE_KEY_FILE; never printed.",
+    )
+    dns_server: str = Field(
+        default="",
+        description="Resolver for `check-mail --deliverability`, as host or host:port. Empty: the system's.",
+    )
 
     @field_validator("from_name")
     @classmethod
@@ -154,7 +176,7 @@ class MailSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_security(self) -> MailSettings:
-        problems = [*security_problems(self), *oauth_problems(self)]
+        problems = [*security_problems(self), *oauth_problems(self), *dkim_problems(self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -203,6 +225,19 @@ class MailSettings(BaseSettings):
     def oauth_scopes(self) -> str:
         """MAIL_OAUTH_SCOPE, else the provider's scope for SMTP."""
         return self.oauth_scope or DEFAULT_SCOPES.get(self.oauth_provider or "", "")
+
+    @cached_property
+    def dkim_signer(self) -> DkimSigner | None:
+        """The DKIM signer, or None when MAIL_DKIM_DOMAIN is unset. Raises `DkimKeyError`."""
+        if not self.dkim_domain:
+            return None
+        from .dkim import DkimSigner, load_key
+
+        if self.dkim_private_key_file is not None:
+            pem = self.dkim_private_key_file.read_bytes()
+        else:
+            pem = self.dkim_private_key.get_secret_value().replace("\\n", "\n").encode()
+        return DkimSigner(self.dkim_domain.lower().rstrip("."), self.dkim_selector, load_key(pem))
 
     def secret_forms(self) -> tuple[str, ...]:
         """Secrets as they may appear in text: the password plain, base64 (AUTH LOGIN) and as the
@@ -410,6 +445,48 @@ def certificate_problems(path: Path) -> list[str]:
             "MAIL_OAUTH_CERTIFICATE_FILE must be a PEM file with the app's certificate and its "
             "unencrypted private key (cat cert.pem key.pem > app.pem)"
         ]
+    return []
+
+
+def dkim_problems(settings: MailSettings) -> list[str]:
+    """Each reason the DKIM settings cannot sign, naming the variables; loads the key once."""
+    from .dkim import DkimKeyError
+
+    key_set = settings.dkim_private_key_file is not None or bool(settings.dkim_private_key.get_secret_value())
+    if not (settings.dkim_domain or settings.dkim_selector or key_set):
+        return []
+    missing = [
+        name
+        for name, value in (
+            ("MAIL_DKIM_DOMAIN", settings.dkim_domain),
+            ("MAIL_DKIM_SELECTOR", settings.dkim_selector),
+        )
+        if not value
+    ]
+    if not key_set:
+        missing.append("MAIL_DKIM_PRIVATE_KEY_FILE (or MAIL_DKIM_PRIVATE_KEY)")
+    if missing:
+        return [f"DKIM signing needs {' and '.join(missing)} too (or unset every MAIL_DKIM_* variable)"]
+    if settings.dkim_private_key_file is not None and settings.dkim_private_key.get_secret_value():
+        return ["set MAIL_DKIM_PRIVATE_KEY_FILE or MAIL_DKIM_PRIVATE_KEY, not both"]
+    domain = settings.dkim_domain.lower().rstrip(".")
+    from_domain = str(settings.from_address).rpartition("@")[2].lower()
+    if from_domain != domain and not from_domain.endswith("." + domain):
+        return [
+            f"MAIL_DKIM_DOMAIN={settings.dkim_domain} does not align with MAIL_FROM's domain {from_domain}, "
+            "so DMARC ignores the signature: set MAIL_DKIM_DOMAIN to that domain (or a parent of it)"
+        ]
+    variable = (
+        "MAIL_DKIM_PRIVATE_KEY_FILE"
+        if settings.dkim_private_key_file is not None
+        else "MAIL_DKIM_PRIVATE_KEY"
+    )
+    try:
+        settings.dkim_signer  # noqa: B018 - loads and caches the key
+    except DkimKeyError as error:
+        return [f"{variable} {error}"]
+    except OSError as error:
+        return [f"{variable} could not be read ({type(error).__name__}): check the path and its permissions"]
     return []
 
 
