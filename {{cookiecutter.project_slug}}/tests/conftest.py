@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +13,28 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.mail import MailSettings
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, upgrade
 
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import celery_tasks, celery_worker  # noqa: F401 - fixtures: a real worker serves every test
 {% endif -%}
 from .smtp_server import SmtpServer, running_server
 
-SERVICE_VARIABLE_PREFIXES = ("MAIL_", "API_", "MAX_", "DEV_", "LOG_LEVEL"{% if cookiecutter.delivery == "celery" %}, "CELERY_"{% endif %})
+SERVICE_VARIABLE_PREFIXES = (
+    "MAIL_",
+    "API_",
+    "MAX_",
+    "DEV_",
+    "LOG_LEVEL",
+    "DATABASE_URL",
+    "DELIVERY_",
+    "IDEMPOTENCY_KEY_TTL",
+    "BODY_RETENTION",
+    "ROW_RETENTION",
+{%- if cookiecutter.delivery == "celery" %}
+    "CELERY_",
+{%- endif %}
+)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +86,21 @@ def service(monkeypatch: pytest.MonkeyPatch, **env: str) -> TestClient:
     monkeypatch.setenv("API_KEYS", f"{API_KEY},{ROTATED_API_KEY}")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    migrate(StoreSettings().database_url)
     return TestClient(create_app())
+
+
+def migrate(database_url: str) -> None:
+    """Create or upgrade the store at `database_url`, as `python -m {{ cookiecutter.package_name }} migrate` does."""
+
+    async def run() -> None:
+        engine = open_engine(database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,6 +55,7 @@ def dev(args: argparse.Namespace) -> int:
         DEV_SMTP_DIR=str(args.dir),
     )
     os.environ.setdefault("MAIL_FROM", "noreply@example.com")
+    migrate(args)
 {%- if cookiecutter.delivery == "celery" %}
     from .worker import start_dev_worker
 
@@ -74,6 +76,51 @@ def dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the notification store at DATABASE_URL; safe to run twice."""
+    import asyncio
+
+    from .mail import load_settings
+    from .store import StoreSettings, open_engine, upgrade
+
+    settings = load_settings(StoreSettings)
+
+    async def run() -> tuple[str | None, str]:
+        engine = open_engine(settings.database_url)
+        try:
+            return await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    before, now = asyncio.run(run())
+    print(f"notification store at revision {now}" + ("" if before == now else f" (was {before or 'empty'})"))
+    return 0
+
+
+def purge(args: argparse.Namespace) -> int:
+    """Apply retention now: delete old bodies (BODY_RETENTION) and records (ROW_RETENTION)."""
+    import asyncio
+
+    from .mail import load_settings
+    from .store import NotificationStore, StoreSettings, check_schema, open_engine
+
+    settings = load_settings(StoreSettings)
+
+    async def run() -> tuple[int, int]:
+        store = NotificationStore(open_engine(settings.database_url))
+        try:
+            await check_schema(store.engine)
+            return await store.purge(
+                settings.body_retention, settings.row_retention, settings.idempotency_key_ttl
+            )
+        finally:
+            await store.aclose()
+
+    bodies, rows = asyncio.run(run())
+    print(f"deleted {bodies} body(ies) of sent notifications and {rows} record(s)")
+    return 0
+
+
 def check_mail(args: argparse.Namespace) -> int:
     """Connect, negotiate TLS and log in (never send); print one diagnosis."""
     from .mail.doctor import check_mail_command
@@ -86,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Commands of the mail service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     default_dir = Path(os.environ.get("DEV_SMTP_DIR", ".dev-smtp"))
+
+    commands.add_parser(
+        "migrate", help="create or upgrade the notification store (DATABASE_URL)"
+    ).set_defaults(handler=migrate)
+    commands.add_parser(
+        "purge", help="delete old notifications now (BODY_RETENTION, ROW_RETENTION)"
+    ).set_defaults(handler=purge)
 
     check = commands.add_parser("check-mail", help="check that SMTP connect, TLS and login work")
     check.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
@@ -108,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run the chosen command; returns the exit code."""
+    from .mail import SettingsError
+    from .store import SchemaError
+
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except (SettingsError, SchemaError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

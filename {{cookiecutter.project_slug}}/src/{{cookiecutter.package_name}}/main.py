@@ -10,27 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import health, notifications
-from .delivery import Delivery
-{%- if cookiecutter.delivery == "celery" %}
-from .delivery.queued import CeleryDelivery
+from .api import health, notifications, status
+from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
-{%- else %}
-from .delivery.background import BackgroundDelivery
-from .mail import Mailer, SettingsError
-{%- endif %}
 from .settings import Settings
+from .store import NotificationStore, SchemaError, check_schema, open_engine
 
 SERVICE_DESCRIPTION = {{ cookiecutter.description | tojson }}
-
-
-def create_delivery(settings: Settings) -> Delivery:
-    """The delivery chosen when the project was generated ({{ cookiecutter.delivery }})."""
-{%- if cookiecutter.delivery == "celery" %}
-    return CeleryDelivery()
-{%- else %}
-    return BackgroundDelivery(Mailer(settings.mail), SERVICE_NAME)
-{%- endif %}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,16 +26,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.delivery = create_delivery(settings)
+        store = NotificationStore(open_engine(settings.store.database_url))
         try:
-            yield
+            try:
+                await check_schema(store.engine)
+            except SchemaError as error:
+                print(f"error: {error}", file=sys.stderr)
+                raise SystemExit(2) from None
+            app.state.store = store
+            app.state.delivery = create_delivery(settings, store)
+            await app.state.delivery.start()
+            try:
+                yield
+            finally:
+                await app.state.delivery.aclose()
         finally:
-            await app.state.delivery.aclose()
+            await store.aclose()
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.include_router(health.router)
     app.include_router(notifications.router)
+    app.include_router(status.router)
     if settings.api.dev_mode:
         from .api import dev_inbox
 
