@@ -18,6 +18,7 @@ from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, up
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import celery_tasks, celery_worker  # noqa: F401 - fixtures: a real worker serves every test
 {% endif -%}
+from .postgres import PostgresServer, postgres_bin, running_postgres
 from .smtp_server import SmtpServer, running_server
 
 SERVICE_VARIABLE_PREFIXES = (
@@ -70,6 +71,28 @@ def smtp_server(ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch) 
 @pytest.fixture
 def mail_settings(smtp_server: SmtpServer) -> MailSettings:
     return MailSettings()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session; skipped, saying why, when PostgreSQL is not installed."""
+    binaries = postgres_bin()
+    if binaries is None:
+        pytest.skip("PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql)")
+    with running_postgres(binaries) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A fresh, empty store on each dialect; DATABASE_URL points at it."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.database()
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,16 +25,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; settings default to the environment and `.env`."""
     settings = settings or Settings.from_env()
     configure_logging(settings.api.log_level)
+    check_store(settings.store.database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = NotificationStore(open_engine(settings.store.database_url))
         try:
-            try:
-                await check_schema(store.engine)
-            except SchemaError as error:
-                print(f"error: {error}", file=sys.stderr)
-                raise SystemExit(2) from None
             app.state.store = store
             app.state.delivery = create_delivery(settings, store)
             await app.state.delivery.start()
@@ -55,6 +53,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def check_store(database_url: str) -> None:
+    """Raise `SchemaError` unless the store is at the schema of this code (checked on a thread of its own,
+    as uvicorn builds the app inside its event loop)."""
+    failure: list[SchemaError] = []
+
+    async def check() -> None:
+        engine = open_engine(database_url)
+        try:
+            await check_schema(engine)
+        except SchemaError as error:
+            failure.append(error)
+        finally:
+            await engine.dispose()
+
+    thread = threading.Thread(target=asyncio.run, args=(check(),), name="store-check")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
 def configure_logging(level: str) -> None:
     """Log to stderr with the notification ids the modules put in their messages."""
     if not logging.getLogger().handlers:
@@ -68,7 +87,7 @@ def __getattr__(name: str) -> FastAPI:
         raise AttributeError(name)
     try:
         application = create_app()
-    except SettingsError as error:
+    except (SettingsError, SchemaError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     globals()["app"] = application

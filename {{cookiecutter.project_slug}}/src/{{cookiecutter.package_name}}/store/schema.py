@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -9,7 +10,6 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -51,13 +51,14 @@ async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
 
 async def check_schema(engine: AsyncEngine) -> None:
     """Raise `SchemaError` (one line, naming the command to run) unless the database is at the head revision."""
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)  # no "Context impl" lines
     async with engine.connect() as connection:
         current = await connection.run_sync(
             lambda sync: MigrationContext.configure(sync).get_current_revision()
         )
     head = head_revision()
     if current != head:
-        where = make_url(str(engine.url)).render_as_string(hide_password=True)
+        where = engine.url.render_as_string(hide_password=True)
         state = f"at revision {current}" if current else "empty"
         raise SchemaError(
             f"the notification store ({where}) is {state}, this code needs revision {head}: "
