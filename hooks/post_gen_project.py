@@ -18,6 +18,7 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
             "src/{package}/delivery/background.py",
         ],
         "celery": [
+            "src/{package}/delivery/celery_app.py",
             "src/{package}/delivery/queued.py",
             "src/{package}/worker.py",
             "tests/celery_worker.py",

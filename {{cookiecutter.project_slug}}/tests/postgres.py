@@ -68,9 +68,11 @@ def running_postgres(binaries: Path) -> Iterator[PostgresServer]:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
     port = free_port()
-    run = lambda *command: subprocess.run(  # noqa: E731
-        _as_postgres([str(binaries / command[0]), *command[1:]]), check=True, capture_output=True, timeout=120
-    )
+
+    def run(program: str, *arguments: str) -> None:
+        command = _as_postgres([str(binaries / program), *arguments])
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
     try:
         run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
         options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"

@@ -101,6 +101,7 @@ def purge(args: argparse.Namespace) -> int:
     """Apply retention now: delete old bodies (BODY_RETENTION) and records (ROW_RETENTION)."""
     import asyncio
 
+    from .delivery.dispatcher import apply_retention
     from .mail import load_settings
     from .store import NotificationStore, StoreSettings, check_schema, open_engine
 
@@ -110,9 +111,7 @@ def purge(args: argparse.Namespace) -> int:
         store = NotificationStore(open_engine(settings.database_url))
         try:
             await check_schema(store.engine)
-            return await store.purge(
-                settings.body_retention, settings.row_retention, settings.idempotency_key_ttl
-            )
+            return await apply_retention(store, settings)
         finally:
             await store.aclose()
 

@@ -77,8 +77,11 @@ class Dispatcher:
         while not self._stopping:
             self._changed.clear()
             if loop.time() - self._last_purge >= PURGE_INTERVAL:
-                await self.purge()
                 self._last_purge = loop.time()
+                try:
+                    await self.purge()
+                except Exception:
+                    logger.exception("retention: purging old notifications failed; trying again in an hour")
             free = self._settings.concurrency - len(self._in_flight)
             if free > 0:
                 try:
@@ -218,15 +221,14 @@ class Dispatcher:
         )
 
     async def purge(self) -> tuple[int, int]:
-        """Apply retention now: delete old bodies and records; returns (bodies, records) deleted."""
-        retention = self._retention
-        try:
-            bodies, rows = await self.store.purge(
-                retention.body_retention, retention.row_retention, retention.idempotency_key_ttl
-            )
-        except Exception:
-            logger.exception("retention: purging old notifications failed; trying again later")
-            return 0, 0
-        if bodies or rows:
-            logger.info("retention: deleted %d body(ies) and %d record(s)", bodies, rows)
-        return bodies, rows
+        """Apply retention now (see `apply_retention`)."""
+        return await apply_retention(self.store, self._retention)
+
+
+async def apply_retention(store: NotificationStore, retention: StoreSettings) -> tuple[int, int]:
+    """Delete the bodies of notifications sent BODY_RETENTION ago and the records finished ROW_RETENTION ago;
+    returns (bodies, records) deleted."""
+    bodies, rows = await store.purge(retention.body_retention, retention.row_retention, retention.idempotency_key_ttl)
+    if bodies or rows:
+        logger.info("retention: deleted %d body(ies) and %d record(s)", bodies, rows)
+    return bodies, rows

@@ -1,40 +1,104 @@
-"""Queued delivery: each notification becomes a Celery message; the workers (`worker.py`) send it."""
+"""Queued delivery: the service commits each notification, then publishes its id; Celery workers send it.
+
+A sweeper in the service publishes again what is due and not taken: notifications published while
+the broker was down, retries whose time has come, and those of a worker that died (lease expired).
+A worker claims the notification in the store before sending, so a repeated message sends nothing twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 
-from kombu.exceptions import OperationalError
+from celery import Celery
 
 from ..mail import load_settings
-from ..notifications import Notification
-from ..worker import TASK_NAME, CelerySettings, create_celery_app
-from . import DeliveryUnavailableError
+from ..settings import Settings
+from ..store import DeliverySettings, NotificationStore, StoreSettings
+from .celery_app import TASK_NAME, CelerySettings, create_celery_app
+from .dispatcher import PURGE_INTERVAL, apply_retention
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
 
 
 class CeleryDelivery:
-    """Publishes notifications to the broker (CELERY_* settings); `submit` returns once the broker holds one."""
+    """Publishes notification ids to the broker and sweeps the store for what needs publishing again."""
 
-    def __init__(self) -> None:
-        self._app = create_celery_app(load_settings(CelerySettings))
+    def __init__(
+        self, app: Celery, store: NotificationStore, delivery: DeliverySettings, retention: StoreSettings
+    ) -> None:
+        self._app = app
+        self._store = store
+        self._delivery = delivery
+        self._retention = retention
+        self._published: dict[str, float] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
-    async def submit(self, notification: Notification) -> None:
-        """Queue `notification` as JSON (task id = notification id).
+    async def start(self) -> None:
+        """Start the sweeper (it also publishes what an earlier process left queued)."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="sweeper")
 
-        Raises `DeliveryUnavailableError` (the API answers 503) when the broker cannot take it.
-        """
+    async def submit(self, notification_id: str) -> None:
+        """Publish `notification_id`; a broker outage is logged, and the sweeper publishes it later."""
+        await self._publish([notification_id])
+
+    async def _publish(self, ids: list[str]) -> bool:
+        now = asyncio.get_running_loop().time()
         try:
-            await asyncio.to_thread(
-                self._app.send_task,
-                TASK_NAME,
-                args=(notification.model_dump(mode="json"),),
-                task_id=notification.id,
+            await asyncio.to_thread(self._send, ids)
+        except Exception as error:
+            logger.warning(
+                "broker unavailable (%s); %d notification(s) stay queued in the store and are published "
+                "when it is back",
+                type(error).__name__,
+                len(ids),
             )
-        except OperationalError as error:
-            raise DeliveryUnavailableError(
-                f"the broker did not accept notification {notification.id}: {error}"
-            ) from error
+            return False
+        self._published.update(dict.fromkeys(ids, now))
+        return True
+
+    def _send(self, ids: list[str]) -> None:
+        with self._app.producer_or_acquire() as producer:
+            for notification_id in ids:
+                self._app.send_task(TASK_NAME, args=(notification_id,), task_id=notification_id, producer=producer)
+
+    async def sweep(self) -> int:
+        """Publish due notifications not published within DELIVERY_LEASE; returns how many."""
+        loop = asyncio.get_running_loop()
+        lease = self._delivery.lease
+        now = loop.time()
+        self._published = {key: at for key, at in self._published.items() if now - at < lease}
+        due = [each for each in await self._store.due_ids(SWEEP_BATCH) if each not in self._published]
+        if due and await self._publish(due):
+            logger.info("sweeper: published %d due notification(s) again", len(due))
+        return len(due)
+
+    async def _sweep_forever(self) -> None:
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.sweep()
+                if loop.time() - last_purge >= PURGE_INTERVAL:
+                    await apply_retention(self._store, self._retention)
+                    last_purge = loop.time()
+            except Exception:
+                logger.exception("sweeper: could not read the store; trying again")
+            await asyncio.sleep(self._delivery.poll_interval)
 
     async def aclose(self) -> None:
-        """Close the broker connections; what was queued stays with the broker."""
+        """Stop the sweeper and close the broker connections; what was not sent stays in the store."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await asyncio.to_thread(self._app.close)
+
+
+def create_delivery(settings: Settings, store: NotificationStore) -> CeleryDelivery:
+    """The delivery of this project: Celery workers, fed with ids by this service."""
+    app = create_celery_app(load_settings(CelerySettings))
+    return CeleryDelivery(app, store, settings.delivery, settings.store)

@@ -255,16 +255,15 @@ class NotificationStore:
             failed.finished_at = None
             return True
 
-    async def due_ids(self, limit: int, grace: float) -> list[str]:
-        """Ids of notifications due for `grace` seconds and not leased, or whose lease expired (for a sweeper)."""
+    async def due_ids(self, limit: int) -> list[str]:
+        """Ids of up to `limit` notifications due now, or whose lease expired (for a sweeper to publish)."""
         now = utcnow()
         table = NotificationRecord
-        late = now - timedelta(seconds=grace)
         query = (
             select(table.id)
             .where(
                 or_(
-                    and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= late),
+                    and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
                     and_(table.status == Status.SENDING, table.lease_until < now),
                 )
             )
