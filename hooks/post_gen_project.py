@@ -16,6 +16,7 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
     "delivery": {
         "background": [
             "src/{package}/delivery/background.py",
+            "tests/test_background_crash.py",
         ],
         "celery": [
             "src/{package}/delivery/celery_app.py",

@@ -13,9 +13,9 @@ import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.delivery.celery_app import TASK_NAME, CelerySettings
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import SettingsError, load_settings
-from {{ cookiecutter.package_name }}.delivery.celery_app import TASK_NAME, CelerySettings
 from {{ cookiecutter.package_name }}.store import DeliverySettings
 from {{ cookiecutter.package_name }}.worker import check_limits, start_dev_worker
 

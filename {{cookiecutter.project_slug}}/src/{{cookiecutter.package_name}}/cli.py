@@ -55,7 +55,8 @@ def dev(args: argparse.Namespace) -> int:
         DEV_SMTP_DIR=str(args.dir),
     )
     os.environ.setdefault("MAIL_FROM", "noreply@example.com")
-    migrate(args)
+    if migrate(args):
+        return 2
 {%- if cookiecutter.delivery == "celery" %}
     from .worker import start_dev_worker
 
@@ -76,14 +77,23 @@ def dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def fail(error: Exception) -> int:
+    """Print `error` as one line on stderr; the exit code of bad settings (2)."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def migrate(args: argparse.Namespace) -> int:
     """Create or upgrade the notification store at DATABASE_URL; safe to run twice."""
     import asyncio
 
-    from .mail import load_settings
+    from .mail import SettingsError, load_settings
     from .store import StoreSettings, open_engine, upgrade
 
-    settings = load_settings(StoreSettings)
+    try:
+        settings = load_settings(StoreSettings)
+    except SettingsError as error:
+        return fail(error)
 
     async def run() -> tuple[str | None, str]:
         engine = open_engine(settings.database_url)
@@ -102,10 +112,13 @@ def purge(args: argparse.Namespace) -> int:
     import asyncio
 
     from .delivery.dispatcher import apply_retention
-    from .mail import load_settings
-    from .store import NotificationStore, StoreSettings, check_schema, open_engine
+    from .mail import SettingsError, load_settings
+    from .store import NotificationStore, SchemaError, StoreSettings, check_schema, open_engine
 
-    settings = load_settings(StoreSettings)
+    try:
+        settings = load_settings(StoreSettings)
+    except SettingsError as error:
+        return fail(error)
 
     async def run() -> tuple[int, int]:
         store = NotificationStore(open_engine(settings.database_url))
@@ -115,7 +128,10 @@ def purge(args: argparse.Namespace) -> int:
         finally:
             await store.aclose()
 
-    bodies, rows = asyncio.run(run())
+    try:
+        bodies, rows = asyncio.run(run())
+    except SchemaError as error:
+        return fail(error)
     print(f"deleted {bodies} body(ies) of sent notifications and {rows} record(s)")
     return 0
 
@@ -161,13 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run the chosen command; returns the exit code."""
-    from .mail import SettingsError
-    from .store import SchemaError
-
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except (SettingsError, SchemaError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return handler(args)

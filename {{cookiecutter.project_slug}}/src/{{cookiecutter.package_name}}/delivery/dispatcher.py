@@ -228,7 +228,9 @@ class Dispatcher:
 async def apply_retention(store: NotificationStore, retention: StoreSettings) -> tuple[int, int]:
     """Delete the bodies of notifications sent BODY_RETENTION ago and the records finished ROW_RETENTION ago;
     returns (bodies, records) deleted."""
-    bodies, rows = await store.purge(retention.body_retention, retention.row_retention, retention.idempotency_key_ttl)
+    bodies, rows = await store.purge(
+        retention.body_retention, retention.row_retention, retention.idempotency_key_ttl
+    )
     if bodies or rows:
         logger.info("retention: deleted %d body(ies) and %d record(s)", bodies, rows)
     return bodies, rows

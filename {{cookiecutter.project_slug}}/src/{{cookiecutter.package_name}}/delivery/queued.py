@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime, timedelta
 
 from celery import Celery
 
 from ..mail import load_settings
 from ..settings import Settings
-from ..store import DeliverySettings, NotificationStore, StoreSettings
+from ..store import DeliverySettings, NotificationStore, StoreSettings, utcnow
 from .celery_app import TASK_NAME, CelerySettings, create_celery_app
 from .dispatcher import PURGE_INTERVAL, apply_retention
 
@@ -34,7 +35,8 @@ class CeleryDelivery:
         self._store = store
         self._delivery = delivery
         self._retention = retention
-        self._published: dict[str, float] = {}
+        self._published: dict[str, datetime] = {}
+        """When this process last published each id (for DELIVERY_LEASE at most)."""
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -46,7 +48,7 @@ class CeleryDelivery:
         await self._publish([notification_id])
 
     async def _publish(self, ids: list[str]) -> bool:
-        now = asyncio.get_running_loop().time()
+        now = utcnow()
         try:
             await asyncio.to_thread(self._send, ids)
         except Exception as error:
@@ -63,17 +65,23 @@ class CeleryDelivery:
     def _send(self, ids: list[str]) -> None:
         with self._app.producer_or_acquire() as producer:
             for notification_id in ids:
-                self._app.send_task(TASK_NAME, args=(notification_id,), task_id=notification_id, producer=producer)
+                self._app.send_task(
+                    TASK_NAME, args=(notification_id,), task_id=notification_id, producer=producer
+                )
 
     async def sweep(self) -> int:
-        """Publish due notifications not published within DELIVERY_LEASE; returns how many."""
-        loop = asyncio.get_running_loop()
-        lease = self._delivery.lease
-        now = loop.time()
+        """Publish the due notifications not published since they became due (or for DELIVERY_LEASE);
+        returns how many."""
+        now = utcnow()
+        lease = timedelta(seconds=self._delivery.lease)
         self._published = {key: at for key, at in self._published.items() if now - at < lease}
-        due = [each for each in await self._store.due_ids(SWEEP_BATCH) if each not in self._published]
+        due = [
+            notification_id
+            for notification_id, since in await self._store.due(SWEEP_BATCH)
+            if self._published.get(notification_id, since) <= since
+        ]
         if due and await self._publish(due):
-            logger.info("sweeper: published %d due notification(s) again", len(due))
+            logger.info("sweeper: published %d due notification(s)", len(due))
         return len(due)
 
     async def _sweep_forever(self) -> None:

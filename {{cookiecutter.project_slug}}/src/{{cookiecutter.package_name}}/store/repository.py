@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, event, or_, select, update
+from sqlalchemy import and_, case, delete, event, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -255,12 +255,14 @@ class NotificationStore:
             failed.finished_at = None
             return True
 
-    async def due_ids(self, limit: int) -> list[str]:
-        """Ids of up to `limit` notifications due now, or whose lease expired (for a sweeper to publish)."""
+    async def due(self, limit: int) -> list[tuple[str, datetime]]:
+        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due
+        (for a sweeper to publish)."""
         now = utcnow()
         table = NotificationRecord
+        since = case((table.status == Status.SENDING, table.lease_until), else_=table.next_attempt_at)
         query = (
-            select(table.id)
+            select(table.id, since)
             .where(
                 or_(
                     and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
@@ -271,7 +273,7 @@ class NotificationStore:
             .limit(limit)
         )
         async with self._sessions() as session:
-            return list(await session.scalars(query))
+            return [(row[0], row[1]) for row in await session.execute(query)]
 
     async def purge(self, body_retention: float, row_retention: float, key_ttl: float) -> tuple[int, int]:
         """Delete the content of notifications sent `body_retention` seconds ago and the records finished
