@@ -7,6 +7,7 @@ the same path against a real broker.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,10 @@ def test_broker_outage_still_answers_202_and_the_sweeper_publishes_later(
     with service(monkeypatch, CELERY_BROKER_URL=broker) as client:
         response = client.post("/notifications", json=NOTIFICATION, headers=auth())
         notification_id = response.json()["id"]
+        deadline = time.monotonic() + 20
+        while "broker unavailable" not in caplog.text:
+            assert time.monotonic() < deadline, "the publish to the unreachable broker never failed"
+            time.sleep(0.05)
         queued = client.get(f"/notifications/{notification_id}", headers=auth()).json()
 
     assert response.status_code == 202

@@ -23,6 +23,9 @@ from .dispatcher import PURGE_INTERVAL, apply_retention
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
+"""Most ids published in one go."""
+PUBLISH_BACKLOG = 10_000
+"""Most ids waiting to be published; beyond, the sweeper publishes them from the store."""
 
 
 class CeleryDelivery:
@@ -37,15 +40,31 @@ class CeleryDelivery:
         self._retention = retention
         self._published: dict[str, datetime] = {}
         """When this process last published each id (for DELIVERY_LEASE at most)."""
-        self._sweeper: asyncio.Task[None] | None = None
+        self._to_publish: asyncio.Queue[str] = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Start the sweeper (it also publishes what an earlier process left queued)."""
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="sweeper")
+        """Start the publisher and the sweeper (which also publishes what an earlier process left queued)."""
+        self._tasks = [
+            asyncio.create_task(self._publish_forever(), name="publisher"),
+            asyncio.create_task(self._sweep_forever(), name="sweeper"),
+        ]
 
     async def submit(self, notification_id: str) -> None:
-        """Publish `notification_id`; a broker outage is logged, and the sweeper publishes it later."""
-        await self._publish([notification_id])
+        """Have `notification_id` published soon, without waiting for the broker.
+
+        Should the broker be down (or the backlog full), the notification waits in the store and
+        the sweeper publishes it.
+        """
+        with contextlib.suppress(asyncio.QueueFull):
+            self._to_publish.put_nowait(notification_id)
+
+    async def _publish_forever(self) -> None:
+        while True:
+            ids = [await self._to_publish.get()]
+            while not self._to_publish.empty() and len(ids) < SWEEP_BATCH:
+                ids.append(self._to_publish.get_nowait())
+            await self._publish(ids)
 
     async def _publish(self, ids: list[str]) -> bool:
         now = utcnow()
@@ -98,11 +117,10 @@ class CeleryDelivery:
             await asyncio.sleep(self._delivery.poll_interval)
 
     async def aclose(self) -> None:
-        """Stop the sweeper and close the broker connections; what was not sent stays in the store."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        """Stop publishing and sweeping, close the broker connections; what was not sent stays in the store."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.to_thread(self._app.close)
 
 
