@@ -53,6 +53,7 @@ def dev(args: argparse.Namespace) -> int:
         MAIL_CERT_BUNDLE=str(args.dir / "ca.pem"),
         DEV_MODE="true",
         DEV_SMTP_DIR=str(args.dir),
+        DATABASE_URL=f"sqlite+aiosqlite:///{args.dir / 'notifications.db'}",
     )
     os.environ.setdefault("MAIL_FROM", "noreply@example.com")
     if migrate(args):

@@ -117,10 +117,16 @@ class CeleryDelivery:
             await asyncio.sleep(self._delivery.poll_interval)
 
     async def aclose(self) -> None:
-        """Stop publishing and sweeping, close the broker connections; what was not sent stays in the store."""
+        """Stop sweeping, publish the ids still waiting, close the broker connections.
+
+        What could not be published stays in the store for the next sweeper.
+        """
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        waiting = [self._to_publish.get_nowait() for _ in range(self._to_publish.qsize())]
+        if waiting:
+            await self._publish(waiting)
         await asyncio.to_thread(self._app.close)
 
 
