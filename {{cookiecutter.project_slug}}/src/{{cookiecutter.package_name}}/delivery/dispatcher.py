@@ -83,7 +83,8 @@ class Dispatcher:
                 except Exception:
                     logger.exception("retention: purging old notifications failed; trying again in an hour")
             free = self._settings.concurrency - len(self._in_flight)
-            if free > 0:
+            # Under load, claim in batches (a quarter of the slots at least): fewer, larger transactions.
+            if free > 0 and (free * 4 >= self._settings.concurrency or not self._in_flight):
                 try:
                     claimed = await self.store.claim(free, self._settings.lease)
                 except Exception:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, case, delete, event, or_, select, update
+from sqlalchemy import and_, case, delete, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -17,6 +19,7 @@ from .models import NotificationRecord, Status
 
 __all__ = ["IdempotencyKeyReusedError", "NotificationStore", "Outcome", "open_engine", "utcnow"]
 
+T = TypeVar("T")
 CLAIMABLE = (Status.QUEUED, Status.RETRYING)
 FINISHED = (Status.SENT, Status.FAILED)
 
@@ -60,12 +63,74 @@ def open_engine(url: str) -> AsyncEngine:
     return engine
 
 
+class GroupCommit(Generic[T]):
+    """Writes that arrive while a transaction commits share the next one (group commit).
+
+    `await submit(item)` returns once `item` is committed, with `write`'s result for it: a lone
+    write commits at once, and under load one commit serves every request that came in meanwhile.
+    """
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[list[bool]]]) -> None:
+        self._write = write
+        self._waiting: list[tuple[T, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                results = await self._write([item for item, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
 class NotificationStore:
-    """Notifications as rows: add, look up, claim with a lease, record each attempt, purge."""
+    """Notifications as rows: add, look up, claim with a lease, record each attempt, purge.
+
+    New notifications and outcomes are group-committed. On SQLite, which has one writer at a
+    time, this process's writes also take turns on a lock instead of sleeping on a busy database.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        single_writer = engine.dialect.name == "sqlite"
+        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
+            asyncio.Lock() if single_writer else contextlib.nullcontext()
+        )
+        self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
+        self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> list[bool]:
+        async with self._write_lock, self.engine.begin() as connection:
+            await connection.execute(insert(NotificationRecord), rows)
+        return [True] * len(rows)
+
+    async def _update(self, changes: list[tuple[str, str | None, dict[str, Any]]]) -> list[bool]:
+        table = NotificationRecord
+        results = []
+        async with self._write_lock, self.engine.begin() as connection:
+            for notification_id, token, values in changes:
+                result = await connection.execute(
+                    update(table)
+                    .where(table.id == notification_id, table.lease_token == token)
+                    .values(**values)
+                )
+                results.append(bool(result.rowcount))
+        return results
 
     async def aclose(self) -> None:
         """Close the engine's connections."""
@@ -102,14 +167,16 @@ class NotificationStore:
             "request_hash": request_hash,
             "created_at": now,
         }
+        if idempotency_key is None:
+            await self._inserts.submit(record)
+            return notification_id, True
         for _ in range(3):
             try:
-                async with self._sessions.begin() as session:
+                async with self._write_lock, self._sessions.begin() as session:
                     session.add(NotificationRecord(**record))
                 return notification_id, True
             except IntegrityError:
-                if idempotency_key is None:
-                    raise
+                pass
             existing = await self._by_key(idempotency_key)
             if existing is None:
                 continue  # purged in between: try again
@@ -129,7 +196,7 @@ class NotificationStore:
             return found
 
     async def _forget_key(self, notification_id: str) -> None:
-        async with self._sessions.begin() as session:
+        async with self._write_lock, self._sessions.begin() as session:
             await session.execute(
                 update(NotificationRecord)
                 .where(NotificationRecord.id == notification_id)
@@ -189,7 +256,7 @@ class NotificationStore:
             .returning(table)
             .execution_options(synchronize_session=False)
         )
-        async with self._sessions.begin() as session:
+        async with self._write_lock, self._sessions.begin() as session:
             return list(await session.scalars(claim))
 
     async def record(self, claimed: NotificationRecord, outcome: Outcome) -> bool:
@@ -211,41 +278,12 @@ class NotificationStore:
             "lease_until": None,
             "finished_at": now if outcome.status in FINISHED else None,
         }
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(NotificationRecord)
-                .where(
-                    NotificationRecord.id == claimed.id, NotificationRecord.lease_token == claimed.lease_token
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-        return bool(getattr(result, "rowcount", 0))
-
-    async def release(self, claimed: Sequence[NotificationRecord]) -> None:
-        """Give back claims that were never attempted: queued again, due now, the attempt not counted."""
-        async with self._sessions.begin() as session:
-            for record in claimed:
-                await session.execute(
-                    update(NotificationRecord)
-                    .where(
-                        NotificationRecord.id == record.id,
-                        NotificationRecord.lease_token == record.lease_token,
-                    )
-                    .values(
-                        status=Status.QUEUED if not record.attempts else Status.RETRYING,
-                        attempt_count=NotificationRecord.attempt_count - 1,
-                        lease_token=None,
-                        lease_until=None,
-                        next_attempt_at=utcnow(),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
 
     async def retry(self, notification_id: str) -> bool:
         """Queue a `failed` notification again (its content must still be kept); False otherwise."""
         table = NotificationRecord
-        async with self._sessions.begin() as session:
+        async with self._write_lock, self._sessions.begin() as session:
             failed = await session.get(table, notification_id, with_for_update=True)
             if failed is None or failed.status != Status.FAILED or failed.content is None:
                 return False
@@ -281,7 +319,7 @@ class NotificationStore:
         """
         now = utcnow()
         table = NotificationRecord
-        async with self._sessions.begin() as session:
+        async with self._write_lock, self._sessions.begin() as session:
             bodies = await session.execute(
                 update(table)
                 .where(
