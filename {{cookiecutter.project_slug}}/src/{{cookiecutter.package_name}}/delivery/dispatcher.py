@@ -144,8 +144,8 @@ class Dispatcher:
     async def _deliver(self, record: NotificationRecord) -> Status:
         outcome = await self._attempt(record)
         if await self.store.record(record, outcome):
-            log = logger.info if outcome.status == Status.SENT else logger.warning
-            log("notification %s %s: %s", record.id, outcome.status, outcome.reply)
+            if outcome.status != Status.SENT:  # a sent one was logged as delivered
+                logger.warning("notification %s %s: %s", record.id, outcome.status, outcome.reply)
         else:
             logger.warning(
                 "notification %s: lease lost while sending; the other sender records it", record.id
