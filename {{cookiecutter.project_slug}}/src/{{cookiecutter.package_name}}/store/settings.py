@@ -60,7 +60,10 @@ class DeliverySettings(BaseSettings):
         ),
     )
     concurrency: int = Field(
-        default=16, ge=1, le=1000, description="Notifications one process sends at once."
+        default=64,
+        ge=1,
+        le=1000,
+        description="Notifications one process sends at once (waiting for an SMTP session included).",
     )
     max_attempts: int = Field(
         default=25,
