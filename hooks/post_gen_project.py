@@ -16,8 +16,10 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
     "delivery": {
         "background": [
             "src/{package}/delivery/background.py",
+            "tests/test_background_crash.py",
         ],
         "celery": [
+            "src/{package}/delivery/celery_app.py",
             "src/{package}/delivery/queued.py",
             "src/{package}/worker.py",
             "tests/celery_worker.py",

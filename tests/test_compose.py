@@ -49,7 +49,8 @@ def test_compose_file_is_valid_compose(project: Path) -> None:
 def test_services_match_the_delivery(project: Path) -> None:
     services = compose(project)["services"]
     if "celery" in (project / "pyproject.toml").read_text():
-        assert set(services) == {"api", "mailpit", "redis", "worker"}
+        assert set(services) == {"api", "mailpit", "redis", "worker", "postgres"}
+        assert services["postgres"]["image"].startswith("postgres:")
         worker = services["worker"]
         assert worker["command"][:4] == ["celery", "-A", f"{PACKAGE}.worker", "worker"]
         assert worker["build"] == services["api"]["build"]
@@ -58,6 +59,7 @@ def test_services_match_the_delivery(project: Path) -> None:
         for name in ("api", "worker"):
             assert services[name]["environment"]["CELERY_BROKER_URL"] == "redis://redis:6379/0"
             assert services[name]["environment"]["MAIL_SERVER"] == "mailpit"
+            assert services[name]["environment"]["DATABASE_URL"].startswith("postgresql+asyncpg://")
     else:
         assert set(services) == {"api", "mailpit"}
         assert "CELERY_BROKER_URL" not in services["api"]["environment"]
@@ -116,6 +118,10 @@ def test_every_dependency_is_awaited_healthy(project: Path) -> None:
             assert dependency in services, (name, dependency)
             assert condition == {"condition": "service_healthy"}, (name, dependency)
     assert set(services["api"]["depends_on"]) == set(services) - {"api", "worker"}
+    # The api migrates the store before it serves; the worker waits for it.
+    assert "migrate &&" in " ".join(services["api"]["command"])
+    if "worker" in services:
+        assert "api" in services["worker"]["depends_on"]
 
 
 def test_api_health_check_probes_health_on_the_served_port(project: Path) -> None:

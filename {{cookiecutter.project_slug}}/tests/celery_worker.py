@@ -23,12 +23,11 @@ from celery.signals import after_task_publish, setup_logging, task_postrun
 from pydantic import SecretStr
 
 from {{ cookiecutter.package_name }} import worker
-from {{ cookiecutter.package_name }}.worker import MAIL, CelerySettings, create_celery_app
+from {{ cookiecutter.package_name }}.delivery.celery_app import CelerySettings, create_celery_app
+from {{ cookiecutter.package_name }}.worker import RUNTIME, register_tasks
 
 MEMORY_BROKER = "memory://localhost/"
 QUEUE = "notifications"
-MAX_RETRIES = 2
-"""Queued retries in the tests' worker: two transient failures are delivered, three give up."""
 SOURCE = str(Path(worker.__file__).parents[1])
 STARTUP_MAIL_ENV = {
     "MAIL_SERVER": "localhost",
@@ -43,7 +42,7 @@ class TaskTracker:
 
     def __init__(self) -> None:
         self.states: dict[str, list[str]] = {}
-        """Task (notification) id -> the state each of its runs ended in: RETRY, SUCCESS, REJECTED..."""
+        """Task (notification) id -> the state each of its runs ended in: SUCCESS, FAILURE..."""
         self._published = 0
         self._finished = 0
         self._changed = threading.Condition()
@@ -67,17 +66,6 @@ class TaskTracker:
                 pending = self._published - self._finished
                 raise AssertionError(f"{pending} queued message(s) never finished within {timeout} s")
 
-    def wait_final(self, task_id: str, timeout: float = 10.0) -> list[str]:
-        """The states of every run of `task_id`, once one ended other than with RETRY."""
-        with self._changed:
-            if not self._changed.wait_for(
-                lambda: self.states.get(task_id, ["RETRY"])[-1] != "RETRY", timeout
-            ):
-                raise AssertionError(
-                    f"task {task_id} did not finish within {timeout} s: {self.states.get(task_id)}"
-                )
-            return list(self.states[task_id])
-
 
 def worker_command(*options: str) -> list[str]:
     """`celery -A <package>.worker worker <options>` run by this interpreter."""
@@ -100,15 +88,7 @@ def _leave_logging_to_pytest(**_: Any) -> None:
 @pytest.fixture(scope="session")
 def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
     """A real worker thread (solo pool) consuming the in-memory broker, for the whole session."""
-    app = create_celery_app(
-        CelerySettings(
-            broker_url=SecretStr(MEMORY_BROKER),
-            queue=QUEUE,
-            max_retries=MAX_RETRIES,
-            retry_backoff=0.01,
-            retry_backoff_max=0.05,
-        )
-    )
+    app = register_tasks(create_celery_app(CelerySettings(broker_url=SecretStr(MEMORY_BROKER), queue=QUEUE)))
     app.conf.broker_transport_options["polling_interval"] = 0.01
     # CELERY_BROKER_URL in the environment would override broker_url (Celery reads it on every
     # connection); the explicit read and write URLs keep this worker on the memory broker.
@@ -133,6 +113,7 @@ def celery_tasks(
 ) -> Iterator[TaskTracker]:
     """Point the service at the worker; afterwards wait for what the test queued and close its SMTP pool."""
     monkeypatch.setenv("CELERY_BROKER_URL", MEMORY_BROKER)
+    monkeypatch.setenv("DELIVERY_POLL_INTERVAL", "0.1")  # the service's sweeper publishes retries soon
     tracker = TaskTracker()
     after_task_publish.connect(tracker.on_publish)
     task_postrun.connect(tracker.on_finish)
@@ -142,4 +123,4 @@ def celery_tasks(
     finally:
         after_task_publish.disconnect(tracker.on_publish)
         task_postrun.disconnect(tracker.on_finish)
-        MAIL.close()
+        RUNTIME.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +13,29 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.mail import MailSettings
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, upgrade
 
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import celery_tasks, celery_worker  # noqa: F401 - fixtures: a real worker serves every test
 {% endif -%}
+from .postgres import PostgresServer, postgres_bin, running_postgres
 from .smtp_server import SmtpServer, running_server
 
-SERVICE_VARIABLE_PREFIXES = ("MAIL_", "API_", "MAX_", "DEV_", "LOG_LEVEL"{% if cookiecutter.delivery == "celery" %}, "CELERY_"{% endif %})
+SERVICE_VARIABLE_PREFIXES = (
+    "MAIL_",
+    "API_",
+    "MAX_",
+    "DEV_",
+    "LOG_LEVEL",
+    "DATABASE_URL",
+    "DELIVERY_",
+    "IDEMPOTENCY_KEY_TTL",
+    "BODY_RETENTION",
+    "ROW_RETENTION",
+{%- if cookiecutter.delivery == "celery" %}
+    "CELERY_",
+{%- endif %}
+)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +73,28 @@ def mail_settings(smtp_server: SmtpServer) -> MailSettings:
     return MailSettings()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session; skipped, saying why, when PostgreSQL is not installed."""
+    binaries = postgres_bin()
+    if binaries is None:
+        pytest.skip("PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql)")
+    with running_postgres(binaries) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """A fresh, empty store on each dialect; DATABASE_URL points at it."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.database()
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -70,7 +109,21 @@ def service(monkeypatch: pytest.MonkeyPatch, **env: str) -> TestClient:
     monkeypatch.setenv("API_KEYS", f"{API_KEY},{ROTATED_API_KEY}")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    migrate(StoreSettings().database_url)
     return TestClient(create_app())
+
+
+def migrate(database_url: str) -> None:
+    """Create or upgrade the store at `database_url`, as `python -m {{ cookiecutter.package_name }} migrate` does."""
+
+    async def run() -> None:
+        engine = open_engine(database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
 
 
 @pytest.fixture

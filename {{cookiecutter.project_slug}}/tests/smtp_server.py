@@ -24,6 +24,7 @@ class FaultyHandler(StoringHandler):
 
     `data_replies`: replies to the next DATA commands instead of accepting, e.g. "451 4.3.0 try later".
     `refused`: recipients answered "550 5.1.1 unknown mailbox" at RCPT.
+    `rcpt_replies`: replies to the next RCPTs of an address, e.g. {"bob@example.org": ["452 4.5.3 too many"]}.
     `delay`: seconds to stall before answering each DATA.
     `connections`: the server side of every client connection, in the order they said EHLO.
     `logins`: each AUTH attempt as (mechanism, accepted).
@@ -33,6 +34,7 @@ class FaultyHandler(StoringHandler):
         self.received: list[Received] = []
         self.data_replies: list[str] = []
         self.refused: set[str] = set()
+        self.rcpt_replies: dict[str, list[str]] = {}
         self.delay = 0.0
         self.connections: list[SMTP] = []
         self.logins: list[tuple[str, bool]] = []
@@ -76,6 +78,11 @@ class FaultyHandler(StoringHandler):
     ) -> str:
         if address in self.refused:
             return "550 5.1.1 unknown mailbox"
+        with self._lock:
+            queued = self.rcpt_replies.get(address)
+            reply = queued.pop(0) if queued else None
+        if reply is not None:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -134,12 +141,15 @@ class SmtpServer:
 
 
 @contextmanager
-def running_server(ca: trustme.CA, ca_file: Path, tls: TlsMode = "starttls") -> Iterator[SmtpServer]:
-    """Run a server on a free loopback port for the duration of the block."""
+def running_server(
+    ca: trustme.CA, ca_file: Path, tls: TlsMode = "starttls", port: int = 0
+) -> Iterator[SmtpServer]:
+    """Run a server on `port` (default: a free loopback port) for the duration of the block."""
     handler = FaultyHandler()
     controller = start_server(
         handler,
         host="127.0.0.1",
+        port=port,
         tls=tls,
         tls_context=None if tls == "plain" else server_tls_context(ca, "localhost", "127.0.0.1"),
         users={USERNAME: PASSWORD},

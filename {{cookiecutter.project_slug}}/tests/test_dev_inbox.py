@@ -54,7 +54,7 @@ def deliver(**change: object) -> str:
 
     async def send() -> None:
         async with Mailer(MailSettings()) as mailer:
-            await mailer.send(to_message(notification, "Test Service"))
+            await mailer.send(to_message(notification, "Test Service", "noreply@example.com"))
 
     asyncio.run(send())  # the server stored the message before it answered
     return notification.id

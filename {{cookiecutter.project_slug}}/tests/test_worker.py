@@ -7,22 +7,24 @@ the same path against a real broker.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.delivery.celery_app import TASK_NAME, CelerySettings
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import SettingsError, load_settings
-from {{ cookiecutter.package_name }}.worker import CelerySettings, start_dev_worker
+from {{ cookiecutter.package_name }}.store import DeliverySettings
+from {{ cookiecutter.package_name }}.worker import check_limits, start_dev_worker
 
-from .celery_worker import MAX_RETRIES, TaskTracker, worker_command, worker_environment
+from .celery_worker import MEMORY_BROKER, QUEUE, TaskTracker, worker_command, worker_environment
 from .conftest import auth, service
 from .smtp_server import SmtpServer
 
 NOTIFICATION = {"to": ["alice@example.com"], "subject": "Queued", "body": "Sent by a worker."}
-TRANSIENT = "451 4.3.0 try again later"
-PERMANENT = "550 5.7.1 message refused"
 BROKER_PASSWORD = "Broker-Pa55word-never-shown"
 
 
@@ -37,100 +39,69 @@ def delivered_ids(server: SmtpServer) -> list[str]:
     return [str(received.message["X-Notification-ID"]) for received in server.received]
 
 
-@pytest.fixture
-def queue_retries_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker's Mailer gives up at the first failure, so every retry goes through the queue."""
-    monkeypatch.setenv("MAIL_MAX_RETRIES", "0")
-
-
-def test_posted_notifications_are_queued_and_each_arrives_once(
-    client: TestClient, smtp_server: SmtpServer, celery_tasks: TaskTracker
+def test_a_repeated_message_sends_nothing_twice(
+    client: TestClient, smtp_server: SmtpServer, celery_tasks: TaskTracker, celery_worker: Celery
 ) -> None:
-    ids = [post(client) for _ in range(5)]
-
+    notification_id = post(client)
+    smtp_server.handler.wait_for(1)
     celery_tasks.wait_idle()
-    assert sorted(delivered_ids(smtp_server)) == sorted(ids)
-    assert [celery_tasks.states[notification_id] for notification_id in ids] == [["SUCCESS"]] * 5
 
+    # The broker hands the same message out again (a redelivery, a sweeper's republish).
+    celery_worker.send_task(TASK_NAME, args=(notification_id,), queue=QUEUE)
+    celery_tasks.wait_idle()
 
-@pytest.mark.usefixtures("queue_retries_only")
-def test_transient_failures_are_retried_through_the_queue_and_delivered_once(
-    client: TestClient, smtp_server: SmtpServer, celery_tasks: TaskTracker
-) -> None:
-    smtp_server.handler.data_replies.extend([TRANSIENT] * MAX_RETRIES)
-
-    notification_id = post(client)
-
-    assert celery_tasks.wait_final(notification_id) == ["RETRY"] * MAX_RETRIES + ["SUCCESS"]
     assert delivered_ids(smtp_server) == [notification_id]
-    assert smtp_server.handler.data_replies == []
+    assert client.get(f"/notifications/{notification_id}", headers=auth()).json()["status"] == "sent"
 
 
-@pytest.mark.usefixtures("queue_retries_only")
-def test_transient_failures_give_up_after_the_last_retry(
-    client: TestClient, smtp_server: SmtpServer, celery_tasks: TaskTracker, caplog: pytest.LogCaptureFixture
-) -> None:
-    smtp_server.handler.data_replies.extend([TRANSIENT] * (MAX_RETRIES + 1))
-
-    notification_id = post(client)
-
-    assert celery_tasks.wait_final(notification_id) == ["RETRY"] * MAX_RETRIES + ["REJECTED"]
-    assert smtp_server.received == []
-    assert f"notification {notification_id}: giving up after {MAX_RETRIES} queued retries" in caplog.text
-
-
-def test_permanent_failure_is_rejected_at_once_and_logged(
-    client: TestClient, smtp_server: SmtpServer, celery_tasks: TaskTracker, caplog: pytest.LogCaptureFixture
-) -> None:
-    smtp_server.handler.data_replies.append(PERMANENT)
-
-    notification_id = post(client)
-
-    assert celery_tasks.wait_final(notification_id) == ["REJECTED"]
-    assert smtp_server.received == []
-    assert f"notification {notification_id} not delivered (permanent failure)" in caplog.text
-    assert "550 5.7.1 message refused" in caplog.text
-
-
-def test_unreachable_broker_answers_503_and_never_shows_its_password(
+def test_broker_outage_still_answers_202_and_the_sweeper_publishes_later(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     broker = f"redis://:{BROKER_PASSWORD}@127.0.0.1:{free_port()}/0"
-
     with service(monkeypatch, CELERY_BROKER_URL=broker) as client:
         response = client.post("/notifications", json=NOTIFICATION, headers=auth())
+        notification_id = response.json()["id"]
+        deadline = time.monotonic() + 20
+        while "broker unavailable" not in caplog.text:
+            assert time.monotonic() < deadline, "the publish to the unreachable broker never failed"
+            time.sleep(0.05)
+        queued = client.get(f"/notifications/{notification_id}", headers=auth()).json()
 
-    assert response.status_code == 503
-    assert "retry later" in response.json()["detail"]
-    assert "not accepted: the broker did not accept notification" in caplog.text
-    assert "127.0.0.1" in caplog.text
+    assert response.status_code == 202
+    assert queued["status"] == "queued"
+    assert "broker unavailable" in caplog.text
     assert BROKER_PASSWORD not in response.text + caplog.text
     assert smtp_server.received == []
 
+    # The broker is back: the next service's sweeper publishes what is due.
+    with service(monkeypatch, CELERY_BROKER_URL=MEMORY_BROKER) as client:
+        smtp_server.handler.wait_for(1)
+    assert delivered_ids(smtp_server) == [notification_id]
 
-def test_visibility_timeout_must_outlast_retry_waits_and_slow_sends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CELERY_VISIBILITY_TIMEOUT", "900")  # < 600 s backoff + 2 x 300 s time limit
+
+def test_time_limit_must_end_a_send_before_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", "60")
+    monkeypatch.setenv("DELIVERY_LEASE", "60")
 
     with pytest.raises(SettingsError) as raised:
-        load_settings(CelerySettings)
+        check_limits(load_settings(CelerySettings), load_settings(DeliverySettings))
 
     message = str(raised.value)
-    assert "CELERY_VISIBILITY_TIMEOUT must exceed" in message
-    assert "(1200 s)" in message
+    assert "CELERY_TASK_TIME_LIMIT (60 s) must be below DELIVERY_LEASE (60 s)" in message
     assert "\n" not in message
 
 
 def test_broker_password_stays_out_of_errors_and_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     broker = f"amqp://notifier:{BROKER_PASSWORD}@rabbitmq.internal:5672//"
     monkeypatch.setenv("CELERY_BROKER_URL", broker)
-    monkeypatch.setenv("CELERY_MAX_RETRIES", "many")
+    monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", "many")
 
     with pytest.raises(SettingsError) as raised:
         load_settings(CelerySettings)
-    assert "CELERY_MAX_RETRIES" in str(raised.value)
+    assert "CELERY_TASK_TIME_LIMIT" in str(raised.value)
     assert BROKER_PASSWORD not in str(raised.value)
 
-    monkeypatch.delenv("CELERY_MAX_RETRIES")
+    monkeypatch.delenv("CELERY_TASK_TIME_LIMIT")
     settings = load_settings(CelerySettings)
     assert settings.broker_url.get_secret_value() == broker
     assert BROKER_PASSWORD not in repr(settings) + str(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,8 +53,11 @@ def dev(args: argparse.Namespace) -> int:
         MAIL_CERT_BUNDLE=str(args.dir / "ca.pem"),
         DEV_MODE="true",
         DEV_SMTP_DIR=str(args.dir),
+        DATABASE_URL=f"sqlite+aiosqlite:///{args.dir / 'notifications.db'}",
     )
     os.environ.setdefault("MAIL_FROM", "noreply@example.com")
+    if migrate(args):
+        return 2
 {%- if cookiecutter.delivery == "celery" %}
     from .worker import start_dev_worker
 
@@ -71,6 +75,65 @@ def dev(args: argparse.Namespace) -> int:
         stop_worker()
 {%- endif %}
         controller.stop()
+    return 0
+
+
+def fail(error: Exception) -> int:
+    """Print `error` as one line on stderr; the exit code of bad settings (2)."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the notification store at DATABASE_URL; safe to run twice."""
+    import asyncio
+
+    from .mail import SettingsError, load_settings
+    from .store import StoreSettings, open_engine, upgrade
+
+    try:
+        settings = load_settings(StoreSettings)
+    except SettingsError as error:
+        return fail(error)
+
+    async def run() -> tuple[str | None, str]:
+        engine = open_engine(settings.database_url)
+        try:
+            return await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    before, now = asyncio.run(run())
+    print(f"notification store at revision {now}" + ("" if before == now else f" (was {before or 'empty'})"))
+    return 0
+
+
+def purge(args: argparse.Namespace) -> int:
+    """Apply retention now: delete old bodies (BODY_RETENTION) and records (ROW_RETENTION)."""
+    import asyncio
+
+    from .delivery.dispatcher import apply_retention
+    from .mail import SettingsError, load_settings
+    from .store import NotificationStore, SchemaError, StoreSettings, check_schema, open_engine
+
+    try:
+        settings = load_settings(StoreSettings)
+    except SettingsError as error:
+        return fail(error)
+
+    async def run() -> tuple[int, int]:
+        store = NotificationStore(open_engine(settings.database_url))
+        try:
+            await check_schema(store.engine)
+            return await apply_retention(store, settings)
+        finally:
+            await store.aclose()
+
+    try:
+        bodies, rows = asyncio.run(run())
+    except SchemaError as error:
+        return fail(error)
+    print(f"deleted {bodies} body(ies) of sent notifications and {rows} record(s)")
     return 0
 
 
@@ -111,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Commands of the mail service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     default_dir = Path(os.environ.get("DEV_SMTP_DIR", ".dev-smtp"))
+
+    commands.add_parser(
+        "migrate", help="create or upgrade the notification store (DATABASE_URL)"
+    ).set_defaults(handler=migrate)
+    commands.add_parser(
+        "purge", help="delete old notifications now (BODY_RETENTION, ROW_RETENTION)"
+    ).set_defaults(handler=purge)
 
     check = commands.add_parser("check-mail", help="check that SMTP connect, TLS and login work")
     check.add_argument("--json", action="store_true", help="print the diagnosis as JSON")

@@ -2,60 +2,77 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import health, notifications
-from .delivery import Delivery
-{%- if cookiecutter.delivery == "celery" %}
-from .delivery.queued import CeleryDelivery
+from .api import health, notifications, status
+from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
-{%- else %}
-from .delivery.background import BackgroundDelivery
-from .mail import Mailer, SettingsError
-{%- endif %}
 from .settings import Settings
+from .store import NotificationStore, SchemaError, check_schema, open_engine
 
 SERVICE_DESCRIPTION = {{ cookiecutter.description | tojson }}
-
-
-def create_delivery(settings: Settings) -> Delivery:
-    """The delivery chosen when the project was generated ({{ cookiecutter.delivery }})."""
-{%- if cookiecutter.delivery == "celery" %}
-    return CeleryDelivery()
-{%- else %}
-    return BackgroundDelivery(Mailer(settings.mail), SERVICE_NAME)
-{%- endif %}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; settings default to the environment and `.env`."""
     settings = settings or Settings.from_env()
     configure_logging(settings.api.log_level)
+    check_store(settings.store.database_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.delivery = create_delivery(settings)
+        store = NotificationStore(open_engine(settings.store.database_url))
         app.state.mail_probe = health.ProbeCache(settings.mail, ttl=health.MAIL_PROBE_TTL)
         try:
-            yield
+            app.state.store = store
+            app.state.delivery = create_delivery(settings, store)
+            await app.state.delivery.start()
+            try:
+                yield
+            finally:
+                await app.state.delivery.aclose()
         finally:
-            await app.state.delivery.aclose()
+            await store.aclose()
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.include_router(health.router)
     app.include_router(notifications.router)
+    app.include_router(status.router)
     if settings.api.dev_mode:
         from .api import dev_inbox
 
         app.include_router(dev_inbox.router)
     return app
+
+
+def check_store(database_url: str) -> None:
+    """Raise `SchemaError` unless the store is at the schema of this code (checked on a thread of its own,
+    as uvicorn builds the app inside its event loop)."""
+    failure: list[SchemaError] = []
+
+    async def check() -> None:
+        engine = open_engine(database_url)
+        try:
+            await check_schema(engine)
+        except SchemaError as error:
+            failure.append(error)
+        finally:
+            await engine.dispose()
+
+    thread = threading.Thread(target=asyncio.run, args=(check(),), name="store-check")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 def configure_logging(level: str) -> None:
@@ -71,7 +88,7 @@ def __getattr__(name: str) -> FastAPI:
         raise AttributeError(name)
     try:
         application = create_app()
-    except SettingsError as error:
+    except (SettingsError, SchemaError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     globals()["app"] = application

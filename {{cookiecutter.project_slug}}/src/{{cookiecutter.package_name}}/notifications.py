@@ -55,9 +55,15 @@ def bare(addresses: list[str]) -> list[NameEmail]:
     return [NameEmail(name=address, email=address) for address in addresses]
 
 
-def to_message(notification: Notification, service_name: str) -> MessageSchema:
-    """The email for `notification`: plain text, plus HTML from the template when asked."""
-    headers = {NOTIFICATION_ID_HEADER: notification.id}
+def message_id(notification_id: str, sender: str) -> str:
+    """The Message-ID of a notification: `<id@sender's domain>`, the same on every attempt."""
+    return f"<{notification_id}@{sender.rpartition('@')[2]}>"
+
+
+def to_message(notification: Notification, service_name: str, sender: str) -> MessageSchema:
+    """The email for `notification` from `sender`: plain text, plus HTML from the template when asked."""
+    # fastapi-mail takes a lowercase "message-id" as the Message-ID (and makes none of its own).
+    headers = {"message-id": message_id(notification.id, sender), NOTIFICATION_ID_HEADER: notification.id}
     to, cc = bare(notification.to), bare(notification.cc)
     reply_to = bare([notification.reply_to] if notification.reply_to else [])
     if notification.format == "text":

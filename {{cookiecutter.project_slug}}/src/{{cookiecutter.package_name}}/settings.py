@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .mail import MailSettings, SettingsError
 from .mail.settings import SettingsT, describe_errors
+from .store import DeliverySettings, StoreSettings
 
 MIN_API_KEY_LENGTH = 16
 
@@ -75,6 +76,8 @@ class Settings:
 
     api: ApiSettings
     mail: MailSettings
+    store: StoreSettings
+    delivery: DeliverySettings
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,9 +85,11 @@ class Settings:
         problems: list[str] = []
         api = _load(ApiSettings, problems)
         mail = _load(MailSettings, problems)
-        if api is None or mail is None:
+        store = _load(StoreSettings, problems)
+        delivery = _load(DeliverySettings, problems)
+        if api is None or mail is None or store is None or delivery is None:
             raise SettingsError("invalid settings: " + "; ".join(problems))
-        return cls(api=api, mail=mail)
+        return cls(api=api, mail=mail, store=store, delivery=delivery)
 
 
 def _load(model: type[SettingsT], problems: list[str]) -> SettingsT | None:

@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: settings, delivery, and bearer-key authentication."""
+"""Dependencies shared by the routes: settings, delivery, the store, and bearer-key authentication."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..delivery import Delivery
 from ..settings import Settings
+from ..store import NotificationStore
 
 bearer_scheme = HTTPBearer(auto_error=False, description="One of the keys listed in API_KEYS.")
 
@@ -29,8 +30,15 @@ async def get_delivery(request: Request) -> Delivery:
     return delivery
 
 
+async def get_store(request: Request) -> NotificationStore:
+    """The notification store opened by the app's lifespan."""
+    store: NotificationStore = request.app.state.store
+    return store
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DeliveryDep = Annotated[Delivery, Depends(get_delivery)]
+StoreDep = Annotated[NotificationStore, Depends(get_store)]
 
 
 async def require_api_key(

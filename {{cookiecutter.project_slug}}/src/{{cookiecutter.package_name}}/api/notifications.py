@@ -1,18 +1,20 @@
-"""POST /notifications: accept a notification, answer 202, send it afterwards."""
+"""POST /notifications: commit a notification to the store, answer 202, send it afterwards."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, Header, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
-from ..delivery import DeliveryUnavailableError
 from ..notifications import Notification, NotificationContent
 from ..settings import ApiSettings
-from .deps import DeliveryDep, SettingsDep, require_api_key
+from ..store import IdempotencyKeyReusedError
+from .deps import DeliveryDep, SettingsDep, StoreDep, require_api_key
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"])
@@ -50,29 +52,61 @@ def check_limits(content: NotificationContent, limits: ApiSettings) -> None:
         raise RequestValidationError(errors)
 
 
+def request_hash(content: NotificationContent) -> str:
+    """A digest of the request body, to recognise a repeat under the same Idempotency-Key."""
+    canonical = json.dumps(content.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Any unique string (a UUID): a repeat with the same key and body answers the first id and sends nothing.",
+    ),
+]
+
+
 @router.post(
     "/notifications",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[Depends(require_api_key)],
-    responses={
-        401: {"description": "Missing or invalid API key"},
-        503: {"description": "Delivery cannot take notifications now; retry later"},
-    },
+    responses={401: {"description": "Missing or invalid API key"}},
 )
 async def create_notification(
-    content: NotificationContent, settings: SettingsDep, delivery: DeliveryDep
+    content: NotificationContent,
+    settings: SettingsDep,
+    store: StoreDep,
+    delivery: DeliveryDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> NotificationAccepted:
-    """Queue an email to `to` (and `cc`); it is sent after this answer, with the id in X-Notification-ID."""
+    """Queue an email to `to` (and `cc`): answered once it is committed, sent afterwards, with the id in X-Notification-ID."""
     check_limits(content, settings.api)
     notification = Notification.accept(content)
     try:
-        await delivery.submit(notification)
-    except DeliveryUnavailableError as error:
-        logger.error("notification %s not accepted: %s", notification.id, error)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "delivery is unavailable; nothing was queued, retry later"
+        notification_id, created = await store.add(
+            notification.id,
+            content.model_dump(mode="json"),
+            [*content.to, *content.cc],
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(content) if idempotency_key else None,
+            key_ttl=settings.store.idempotency_key_ttl,
+        )
+    except IdempotencyKeyReusedError:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "idempotency_key_reused",
+                    "loc": ("header", "Idempotency-Key"),
+                    "msg": "this Idempotency-Key was used with another body; use a new key for a new notification",
+                }
+            ]
         ) from None
-    logger.info(
-        "notification %s queued for %d recipient(s)", notification.id, len(content.to) + len(content.cc)
-    )
-    return NotificationAccepted(id=notification.id)
+    if created:
+        await delivery.submit(notification_id)
+        logger.info(
+            "notification %s queued for %d recipient(s)", notification_id, len(content.to) + len(content.cc)
+        )
+    return NotificationAccepted(id=notification_id)

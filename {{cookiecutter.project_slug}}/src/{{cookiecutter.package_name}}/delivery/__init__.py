@@ -1,47 +1,22 @@
-"""How accepted notifications reach the mail server{% if cookiecutter.delivery == "celery" %}: queued to Celery workers{% else %}: background tasks of this process{% endif %}."""
+"""Delivery: how committed notifications get sent. Both options offer the same entry points.
+
+`create_delivery(settings, store)` in `background.py` (a dispatcher in the service process) or
+`queued.py` (Celery workers) returns a `Delivery`; `dispatcher.py` is the core both run.
+"""
 
 from __future__ import annotations
 
-import logging
 from typing import Protocol
-
-from ..mail import DeliveryResult, Mailer, MailError
-from ..notifications import Notification, to_message
-
-logger = logging.getLogger(__name__)
-
-
-class DeliveryUnavailableError(RuntimeError):
-    """The notification could not be accepted for sending now (e.g. the broker is down); retry later."""
 
 
 class Delivery(Protocol):
-    """Takes a notification and sends it after the HTTP response."""
+    """Sends the notifications the store holds."""
 
-    async def submit(self, notification: Notification) -> None:
-        """Accept `notification` for sending; returns before the email goes out.
+    async def start(self) -> None:
+        """Begin sending, including what an earlier process left queued."""
 
-        Raises `DeliveryUnavailableError` when it cannot take the notification now.
-        """
+    async def submit(self, notification_id: str) -> None:
+        """`notification_id` was just committed: send it soon. Never raises for an outage."""
 
     async def aclose(self) -> None:
-        """Finish what was accepted, then release connections."""
-
-
-async def deliver(mailer: Mailer, notification: Notification, service_name: str) -> DeliveryResult:
-    """Send one notification and log its outcome with its id (never a secret)."""
-    try:
-        result = await mailer.send(to_message(notification, service_name))
-    except MailError as error:
-        kind = "transient" if error.transient else "permanent"
-        logger.error("notification %s not delivered (%s failure): %s", notification.id, kind, error)
-        raise
-    for recipient, reply in result.refused.items():
-        logger.warning("notification %s refused for %s: %s", notification.id, recipient, reply)
-    logger.info(
-        "notification %s delivered to %d recipient(s) after %d attempt(s)",
-        notification.id,
-        len(result.accepted),
-        result.attempts,
-    )
-    return result
+        """Stop taking work, finish what is in flight within a bounded time, release connections."""

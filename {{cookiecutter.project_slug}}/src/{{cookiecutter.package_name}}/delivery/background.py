@@ -1,35 +1,49 @@
-"""In-process delivery: each notification is sent by a task of this process."""
+"""In-process delivery: a `Dispatcher` in the service process sends what the store holds."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from ..mail import Mailer, MailError
-from ..notifications import Notification
-from . import deliver
+from .. import SERVICE_NAME
+from ..mail import Mailer
+from ..settings import Settings
+from ..store import NotificationStore
+from .dispatcher import Dispatcher
 
 
 class BackgroundDelivery:
-    """Sends notifications from background tasks that share one pooled `Mailer`."""
+    """Runs the dispatcher as a task of this process; notifications wait in the store, not in memory."""
 
-    def __init__(self, mailer: Mailer, service_name: str) -> None:
+    def __init__(self, dispatcher: Dispatcher, mailer: Mailer) -> None:
+        self._dispatcher = dispatcher
         self._mailer = mailer
-        self._service_name = service_name
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
 
-    async def submit(self, notification: Notification) -> None:
-        task = asyncio.create_task(self._send(notification), name=f"notification-{notification.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def start(self) -> None:
+        """Start sending (including what an earlier process left queued)."""
+        self._runner = asyncio.create_task(self._dispatcher.run(), name="dispatcher")
 
-    async def _send(self, notification: Notification) -> None:
-        # `deliver` logs failures; a background task has no caller to tell.
-        with contextlib.suppress(MailError):
-            await deliver(self._mailer, notification, self._service_name)
+    async def submit(self, notification_id: str) -> None:
+        """`notification_id` was committed: send it soon."""
+        self._dispatcher.wake()
 
     async def aclose(self) -> None:
-        """Wait for every accepted notification, then close the SMTP sessions."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks)
+        """Stop claiming, finish the sends in flight (bounded), close the SMTP sessions."""
+        await self._dispatcher.stop()
+        if self._runner is not None:
+            await self._runner
         await self._mailer.aclose()
+
+
+def create_delivery(settings: Settings, store: NotificationStore) -> BackgroundDelivery:
+    """The delivery of this project: a dispatcher in the service process."""
+    mailer = Mailer(settings.mail)
+    dispatcher = Dispatcher(
+        store,
+        mailer,
+        settings.delivery,
+        settings.store,
+        service_name=SERVICE_NAME,
+        sender=str(settings.mail.from_address),
+    )
+    return BackgroundDelivery(dispatcher, mailer)

@@ -1,40 +1,136 @@
-"""Queued delivery: each notification becomes a Celery message; the workers (`worker.py`) send it."""
+"""Queued delivery: the service commits each notification, then publishes its id; Celery workers send it.
+
+A sweeper in the service publishes again what is due and not taken: notifications published while
+the broker was down, retries whose time has come, and those of a worker that died (lease expired).
+A worker claims the notification in the store before sending, so a repeated message sends nothing twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
 
-from kombu.exceptions import OperationalError
+from celery import Celery
 
 from ..mail import load_settings
-from ..notifications import Notification
-from ..worker import TASK_NAME, CelerySettings, create_celery_app
-from . import DeliveryUnavailableError
+from ..settings import Settings
+from ..store import DeliverySettings, NotificationStore, StoreSettings, utcnow
+from .celery_app import TASK_NAME, CelerySettings, create_celery_app
+from .dispatcher import PURGE_INTERVAL, apply_retention
+
+logger = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+"""Most ids published in one go."""
+PUBLISH_BACKLOG = 10_000
+"""Most ids waiting to be published; beyond, the sweeper publishes them from the store."""
 
 
 class CeleryDelivery:
-    """Publishes notifications to the broker (CELERY_* settings); `submit` returns once the broker holds one."""
+    """Publishes notification ids to the broker and sweeps the store for what needs publishing again."""
 
-    def __init__(self) -> None:
-        self._app = create_celery_app(load_settings(CelerySettings))
+    def __init__(
+        self, app: Celery, store: NotificationStore, delivery: DeliverySettings, retention: StoreSettings
+    ) -> None:
+        self._app = app
+        self._store = store
+        self._delivery = delivery
+        self._retention = retention
+        self._published: dict[str, datetime] = {}
+        """When this process last published each id (for DELIVERY_LEASE at most)."""
+        self._to_publish: asyncio.Queue[str] = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def submit(self, notification: Notification) -> None:
-        """Queue `notification` as JSON (task id = notification id).
+    async def start(self) -> None:
+        """Start the publisher and the sweeper (which also publishes what an earlier process left queued)."""
+        self._tasks = [
+            asyncio.create_task(self._publish_forever(), name="publisher"),
+            asyncio.create_task(self._sweep_forever(), name="sweeper"),
+        ]
 
-        Raises `DeliveryUnavailableError` (the API answers 503) when the broker cannot take it.
+    async def submit(self, notification_id: str) -> None:
+        """Have `notification_id` published soon, without waiting for the broker.
+
+        Should the broker be down (or the backlog full), the notification waits in the store and
+        the sweeper publishes it.
         """
+        with contextlib.suppress(asyncio.QueueFull):
+            self._to_publish.put_nowait(notification_id)
+
+    async def _publish_forever(self) -> None:
+        while True:
+            ids = [await self._to_publish.get()]
+            while not self._to_publish.empty() and len(ids) < SWEEP_BATCH:
+                ids.append(self._to_publish.get_nowait())
+            await self._publish(ids)
+
+    async def _publish(self, ids: list[str]) -> bool:
+        now = utcnow()
         try:
-            await asyncio.to_thread(
-                self._app.send_task,
-                TASK_NAME,
-                args=(notification.model_dump(mode="json"),),
-                task_id=notification.id,
+            await asyncio.to_thread(self._send, ids)
+        except Exception as error:
+            logger.warning(
+                "broker unavailable (%s); %d notification(s) stay queued in the store and are published "
+                "when it is back",
+                type(error).__name__,
+                len(ids),
             )
-        except OperationalError as error:
-            raise DeliveryUnavailableError(
-                f"the broker did not accept notification {notification.id}: {error}"
-            ) from error
+            return False
+        self._published.update(dict.fromkeys(ids, now))
+        return True
+
+    def _send(self, ids: list[str]) -> None:
+        with self._app.producer_or_acquire() as producer:
+            for notification_id in ids:
+                self._app.send_task(
+                    TASK_NAME, args=(notification_id,), task_id=notification_id, producer=producer
+                )
+
+    async def sweep(self) -> int:
+        """Publish the due notifications not published since they became due (or for DELIVERY_LEASE);
+        returns how many."""
+        now = utcnow()
+        lease = timedelta(seconds=self._delivery.lease)
+        self._published = {key: at for key, at in self._published.items() if now - at < lease}
+        due = [
+            notification_id
+            for notification_id, since in await self._store.due(SWEEP_BATCH)
+            if self._published.get(notification_id, since) <= since
+        ]
+        if due and await self._publish(due):
+            logger.info("sweeper: published %d due notification(s)", len(due))
+        return len(due)
+
+    async def _sweep_forever(self) -> None:
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.sweep()
+                if loop.time() - last_purge >= PURGE_INTERVAL:
+                    await apply_retention(self._store, self._retention)
+                    last_purge = loop.time()
+            except Exception:
+                logger.exception("sweeper: could not read the store; trying again")
+            await asyncio.sleep(self._delivery.poll_interval)
 
     async def aclose(self) -> None:
-        """Close the broker connections; what was queued stays with the broker."""
+        """Stop sweeping, publish the ids still waiting, close the broker connections.
+
+        What could not be published stays in the store for the next sweeper.
+        """
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        waiting = [self._to_publish.get_nowait() for _ in range(self._to_publish.qsize())]
+        if waiting:
+            await self._publish(waiting)
         await asyncio.to_thread(self._app.close)
+
+
+def create_delivery(settings: Settings, store: NotificationStore) -> CeleryDelivery:
+    """The delivery of this project: Celery workers, fed with ids by this service."""
+    app = create_celery_app(load_settings(CelerySettings))
+    return CeleryDelivery(app, store, settings.delivery, settings.store)

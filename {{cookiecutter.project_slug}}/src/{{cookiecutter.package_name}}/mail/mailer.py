@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -34,7 +34,13 @@ from fastapi_mail import FastMail, MessageSchema
 from . import sniff
 from .errors import MailError, PermanentMailError, TransientMailError, classify, printable
 from .login import LoginGuard, login_once
-from .mime import ascii_domains, drop_multipart_encodings, international_addresses, serialize
+from .mime import (
+    ascii_domains,
+    drop_multipart_encodings,
+    international_addresses,
+    serialize,
+    single_message_id,
+)
 from .oauth import TokenCache, xoauth2_login
 from .settings import MailSettings, security_warnings
 from .transaction import transact
@@ -57,13 +63,15 @@ class DeliveryResult:
     """What the server accepted for one message.
 
     `refused` maps each refused recipient to the server's reply ("550 5.1.1 unknown mailbox");
-    `attempts` counts delivery attempts, 1 when the first one succeeded.
+    `attempts` counts delivery attempts, 1 when the first one succeeded; `reply` is the
+    server's answer to the message ("250 2.0.0 queued as 4F2A").
     """
 
     message_id: str
     accepted: tuple[str, ...]
     refused: Mapping[str, str]
     attempts: int
+    reply: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,16 +148,21 @@ class Mailer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def send(self, message: MessageSchema) -> DeliveryResult:
+    async def send(
+        self, message: MessageSchema, *, recipients: Sequence[str] | None = None
+    ) -> DeliveryResult:
         """Send `message`; raises `MailError` (and nothing else but cancellation) when it cannot be delivered.
 
-        A closed mailer raises `MailerClosedError`, a `MailError` too.
+        A closed mailer raises `MailerClosedError`, a `MailError` too. `recipients` limits the
+        envelope to some of the message's addresses (e.g. those a server deferred); by default it
+        holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept (the same
+        on every attempt); otherwise fastapi-mail makes one.
         """
         self._ensure_open()
         self._in_flight += 1
         self._drained.clear()
         try:
-            envelope = await self._envelope(message)
+            envelope = await self._envelope(message, recipients)
             return await self._deliver(envelope)
         except MailError:
             raise
@@ -192,15 +205,15 @@ class Mailer:
         if self._closed:
             raise MailerClosedError("this Mailer is closed; create a new one")
 
-    async def _envelope(self, message: MessageSchema) -> _Envelope:
+    async def _envelope(self, message: MessageSchema, only: Sequence[str] | None = None) -> _Envelope:
         """Build the MIME message with fastapi-mail and flatten it, once for all attempts."""
         try:
             built = await self._fastmail.get_message(ascii_domains(message, self._settings.from_address))
             mime = international_addresses(
-                drop_multipart_encodings(built[0] if isinstance(built, list) else built)
+                single_message_id(drop_multipart_encodings(built[0] if isinstance(built, list) else built))
             )
             sender = extract_sender(mime)
-            recipients = tuple(extract_recipients(mime))
+            recipients = tuple(extract_recipients(mime)) if only is None else tuple(only)
             if not sender or not recipients:
                 raise ValueError("the message needs a sender and at least one recipient")
             utf8 = not all(address.isascii() for address in (sender, *recipients))
@@ -225,7 +238,7 @@ class Mailer:
         attempt = 1
         while True:
             try:
-                refused = await self._attempt(envelope)
+                refused, reply = await self._attempt(envelope)
             except TransientMailError as error:
                 if attempt > retries:
                     if attempt == 1:
@@ -238,10 +251,10 @@ class Mailer:
                 await asyncio.sleep(delay)
                 attempt += 1
             else:
-                return self._result(envelope, refused, attempt)
+                return self._result(envelope, refused, attempt, reply)
 
-    async def _attempt(self, envelope: _Envelope) -> dict[str, aiosmtplib.SMTPResponse]:
-        """One SMTP transaction; returns the refused recipients.
+    async def _attempt(self, envelope: _Envelope) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        """One SMTP transaction; returns the refused recipients and the server's reply to the message.
 
         A pooled session that turns out to be closed by the server is replaced, and the
         transaction repeated on a new session, without counting as an attempt.
@@ -249,7 +262,7 @@ class Mailer:
         while True:
             session = await self._acquire()
             try:
-                refused = await transact(
+                refused, reply = await transact(
                     session.smtp,
                     envelope.sender,
                     envelope.recipients,
@@ -268,10 +281,10 @@ class Mailer:
                 raise classify(error, envelope.action, self._secrets, connected=True) from error
             session.sent += 1
             self._release(session)
-            return refused
+            return refused, reply
 
     def _result(
-        self, envelope: _Envelope, refused: Mapping[str, aiosmtplib.SMTPResponse], attempts: int
+        self, envelope: _Envelope, refused: Mapping[str, aiosmtplib.SMTPResponse], attempts: int, reply: str
     ) -> DeliveryResult:
         refusals = {address: printable(f"{reply.code} {reply.message}") for address, reply in refused.items()}
         accepted = tuple(address for address in envelope.recipients if address not in refusals)
@@ -282,7 +295,7 @@ class Mailer:
                 ", ".join(f"{address} ({reply})" for address, reply in refusals.items()),
                 len(accepted),
             )
-        return DeliveryResult(envelope.message_id, accepted, refusals, attempts)
+        return DeliveryResult(envelope.message_id, accepted, refusals, attempts, " ".join(reply.split()))
 
     def _backoff(self, attempt: int) -> float:
         """Seconds to wait before retry `attempt`: retry_base_delay * 2**(attempt-1), +-50% jitter."""

@@ -200,3 +200,12 @@ def serialize(message: Message, *, utf8: bool = False) -> bytes:
     with io.BytesIO() as buffer:
         BytesGenerator(buffer, policy=_SMTPUTF8_POLICY if utf8 else _SMTP_POLICY).flatten(message)
         return buffer.getvalue()
+
+
+def single_message_id(message: Message) -> Message:
+    """Keep only the first Message-ID header (fastapi-mail adds one from `headers` a second time); returns `message`."""
+    first, *others = message.get_all("Message-ID") or [""]
+    if others:
+        del message["Message-ID"]
+        message["Message-ID"] = first
+    return message

@@ -35,8 +35,10 @@ async def transact(
     mail_options: tuple[str, ...],
     data_timeout: float,
     action: str,
-) -> dict[str, aiosmtplib.SMTPResponse]:
-    """Send `data` from `sender` to `recipients` on the connected `smtp`; returns the refused recipients.
+) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+    """Send `data` from `sender` to `recipients` on the connected `smtp`.
+
+    Returns the refused recipients and the server's reply to the end of the data ("250 2.0.0 queued as ...").
 
     Raises what aiosmtplib raises before the data was sent (an RSET follows a refusal), and
     `DeliveryOutcomeUnknownError` (naming `action`) when no reply to the data came.
@@ -98,4 +100,4 @@ async def transact(
         ) from error
     if reply.code != _COMPLETED:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-    return refused
+    return refused, f"{reply.code} {reply.message}"

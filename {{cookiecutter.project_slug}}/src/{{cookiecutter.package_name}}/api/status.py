@@ -1,0 +1,109 @@
+"""Looking notifications up: GET /notifications/{id}, GET /notifications?status=..., POST .../retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, Field
+
+from ..store import NotificationRecord, Status
+from .deps import DeliveryDep, StoreDep, require_api_key
+
+router = APIRouter(tags=["notifications"], dependencies=[Depends(require_api_key)])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No notification with this id (never accepted, or deleted by retention)"}
+}
+
+
+class Attempt(BaseModel):
+    """One attempt to send: when, and what the server answered."""
+
+    at: datetime
+    reply: str
+
+
+class NotificationStatus(BaseModel):
+    """What became of a notification."""
+
+    id: str
+    status: Status
+    created_at: datetime
+    attempts: list[Attempt] = Field(description="Every attempt, oldest first, with the server's reply.")
+    accepted: list[str] = Field(description="Recipients the server accepted.")
+    refused: dict[str, str] = Field(description="Recipients the server refused, with its reply.")
+    pending: list[str] = Field(description="Recipients still to be sent to.")
+    next_attempt_at: datetime | None = Field(description="When the next attempt is due (queued or retrying).")
+    finished_at: datetime | None = Field(description="When it was sent or failed for good.")
+    last_error: str | None = Field(description="The last failure, one line (no secrets).")
+
+    @classmethod
+    def of(cls, record: NotificationRecord) -> NotificationStatus:
+        finished = record.status in (Status.SENT, Status.FAILED)
+        return cls(
+            id=record.id,
+            status=Status(record.status),
+            created_at=record.created_at,
+            attempts=[Attempt.model_validate(attempt) for attempt in record.attempts],
+            accepted=record.accepted,
+            refused=record.refused,
+            pending=[] if record.status == Status.SENT else record.pending,
+            next_attempt_at=None if finished else record.next_attempt_at,
+            finished_at=record.finished_at,
+            last_error=record.last_error,
+        )
+
+
+class NotificationPage(BaseModel):
+    """One page of notifications; pass `next` as `after` for the following page."""
+
+    items: list[NotificationStatus]
+    next: str | None
+
+
+@router.get("/notifications/{notification_id}", responses=NOT_FOUND)
+async def get_notification(notification_id: str, store: StoreDep) -> NotificationStatus:
+    """The status of one notification, its attempts and the server's replies."""
+    record = await store.get(notification_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {notification_id}")
+    return NotificationStatus.of(record)
+
+
+@router.get("/notifications")
+async def list_notifications(
+    store: StoreDep,
+    status_filter: Annotated[Status | None, Query(alias="status", description="Only this status.")] = None,
+    after: Annotated[str | None, Query(description="The `next` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> NotificationPage:
+    """Notifications ordered by id, optionally of one status, `limit` at a time."""
+    records = await store.page(status_filter, after=after, limit=limit)
+    return NotificationPage(
+        items=[NotificationStatus.of(record) for record in records],
+        next=records[-1].id if len(records) == limit else None,
+    )
+
+
+@router.post(
+    "/notifications/{notification_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**NOT_FOUND, 409: {"description": "Not failed, or its content was deleted"}},
+)
+async def retry_notification(
+    notification_id: str, store: StoreDep, delivery: DeliveryDep
+) -> NotificationStatus:
+    """Queue a `failed` notification again (to the recipients that did not get it), with a fresh attempt budget."""
+    if not await store.retry(notification_id):
+        if await store.get(notification_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {notification_id}")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"notification {notification_id} is not failed (or its content was deleted)",
+        )
+    await delivery.submit(notification_id)
+    record = await store.get(notification_id)
+    assert record is not None
+    return NotificationStatus.of(record)

@@ -1,0 +1,71 @@
+"""The Celery app both sides share, without side effects: the service publishes with it, `worker.py` runs it.
+
+A message carries only a notification id; the notification itself stays in the store. Messages
+are acknowledged as a worker takes them: a worker that dies leaves its notification `sending`
+in the store, and the service's sweeper publishes it again once DELIVERY_LEASE has passed.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASK_NAME = "{{ cookiecutter.package_name }}.send_notification"
+DEV_BROKER = "memory://localhost/"
+
+
+class CelerySettings(BaseSettings):
+    """The broker and the workers' limits, from `CELERY_*` variables (and `.env`)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CELERY_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    broker_url: SecretStr = Field(
+        default=SecretStr("redis://localhost:6379/0"),
+        description="Broker URL: redis://host:6379/0, or amqp://user:password@host:5672// for RabbitMQ; never logged.",
+    )
+    queue: str = Field(
+        default="notifications",
+        min_length=1,
+        description="Queue the notification ids travel on; the service and its workers must use the same.",
+    )
+    visibility_timeout: int = Field(
+        default=3600,
+        ge=1,
+        le=86400,
+        description="Redis: seconds after which a message taken by a worker that died is handed out again.",
+    )
+    task_time_limit: int = Field(
+        default=45,
+        ge=1,
+        description=(
+            "Seconds one send may take before its worker process is killed and replaced (the attempt counts); "
+            "must be below DELIVERY_LEASE."
+        ),
+    )
+
+
+def create_celery_app(settings: CelerySettings) -> Celery:
+    """A Celery app for `settings`: JSON messages carrying notification ids, no results kept."""
+    app = Celery("{{ cookiecutter.package_name }}")
+    app.conf.update(
+        broker_url=settings.broker_url.get_secret_value(),
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # RabbitMQ: a publish returns only once the broker has the message.
+            "confirm_publish": True,
+            # Fail fast when the broker is down: the store keeps the notification, the sweeper publishes it later.
+            "max_retries": 1,
+        },
+        broker_connection_timeout=2,
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_time_limit=settings.task_time_limit,
+        worker_prefetch_multiplier=1,
+    )
+    return app

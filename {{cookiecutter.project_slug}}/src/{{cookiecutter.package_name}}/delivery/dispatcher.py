@@ -1,0 +1,237 @@
+"""The delivery core of both deliveries: claim due notifications with a lease, send, record the outcome.
+
+A transient failure (4xx, timeout, lost connection) is rescheduled in the store with capped
+exponential backoff and jitter, so an outage of hours is ridden out across restarts; a
+permanent one (5xx) makes the notification `failed` with the server's reply. Recipients
+refused with a 4xx reply are retried alone. A notification whose sender died is claimed
+again once its lease expires; it may then be sent twice, with the same Message-ID and
+X-Notification-ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from datetime import timedelta
+
+from ..mail import Mailer, MailError
+from ..notifications import Notification, to_message
+from ..store import (
+    DeliverySettings,
+    NotificationRecord,
+    NotificationStore,
+    Outcome,
+    Status,
+    StoreSettings,
+    utcnow,
+)
+
+logger = logging.getLogger(__name__)
+
+PURGE_INTERVAL = 3600.0
+"""Seconds between two purges of old bodies and records (retention)."""
+
+
+def retry_delay(attempts: int, settings: DeliverySettings) -> float:
+    """Seconds before the attempt after `attempts` failed ones: doubling from DELIVERY_RETRY_BACKOFF,
+    +-50% jitter, capped at DELIVERY_RETRY_BACKOFF_MAX."""
+    jitter = random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
+    return float(
+        min(settings.retry_backoff * 2.0 ** max(attempts - 1, 0) * jitter, settings.retry_backoff_max)
+    )
+
+
+class Dispatcher:
+    """Sends the notifications of `store` through `mailer`, at most DELIVERY_CONCURRENCY at once."""
+
+    def __init__(
+        self,
+        store: NotificationStore,
+        mailer: Mailer,
+        settings: DeliverySettings,
+        retention: StoreSettings,
+        *,
+        service_name: str,
+        sender: str,
+    ) -> None:
+        self.store = store
+        self._mailer = mailer
+        self._settings = settings
+        self._retention = retention
+        self._service_name = service_name
+        self._sender = sender
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self._stopping = False
+        self._last_purge = 0.0
+
+    def wake(self) -> None:
+        """Look for due notifications now (a new one was committed)."""
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Claim and send due notifications until `stop()`; purge old ones every hour."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self._changed.clear()
+            if loop.time() - self._last_purge >= PURGE_INTERVAL:
+                self._last_purge = loop.time()
+                try:
+                    await self.purge()
+                except Exception:
+                    logger.exception("retention: purging old notifications failed; trying again in an hour")
+            free = self._settings.concurrency - len(self._in_flight)
+            # Under load, claim in batches (a quarter of the slots at least): fewer, larger transactions.
+            if free > 0 and (free * 4 >= self._settings.concurrency or not self._in_flight):
+                try:
+                    claimed = await self.store.claim(free, self._settings.lease)
+                except Exception:
+                    logger.exception("could not claim notifications; trying again")
+                    claimed = []
+                for record in claimed:
+                    self._start(record)
+                if claimed and len(claimed) == free:
+                    continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.poll_interval):
+                    await self._changed.wait()
+
+    def _start(self, record: NotificationRecord) -> None:
+        task = asyncio.create_task(self.deliver(record), name=f"notification-{record.id}")
+        self._in_flight.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._in_flight.discard(finished)
+            self._changed.set()
+
+        task.add_done_callback(done)
+
+    async def stop(self) -> None:
+        """Stop claiming; wait up to DELIVERY_SHUTDOWN_TIMEOUT for the sends in flight, cancel the rest.
+
+        A cancelled send keeps its lease: it is claimed again (and may be sent twice) once the lease expires.
+        """
+        self._stopping = True
+        self._changed.set()
+        if self._in_flight:
+            _, late = await asyncio.wait(set(self._in_flight), timeout=self._settings.shutdown_timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                logger.warning(
+                    "stopped with %d send(s) in flight; they are retried after DELIVERY_LEASE", len(late)
+                )
+                await asyncio.wait(late)
+
+    async def deliver_id(self, notification_id: str) -> Status | None:
+        """Claim and send one notification if it is due; None when it is not (sent, failed, leased)."""
+        claimed = await self.store.claim(1, self._settings.lease, notification_id)
+        if not claimed:
+            return None
+        return await self._deliver(claimed[0])
+
+    async def deliver(self, record: NotificationRecord) -> None:
+        """Send one claimed notification and record the outcome; never raises (but for cancellation)."""
+        try:
+            await self._deliver(record)
+        except Exception:
+            logger.exception(
+                "notification %s: recording the outcome failed; retried after the lease", record.id
+            )
+
+    async def _deliver(self, record: NotificationRecord) -> Status:
+        outcome = await self._attempt(record)
+        if await self.store.record(record, outcome):
+            if outcome.status != Status.SENT:  # a sent one was logged as delivered
+                logger.warning("notification %s %s: %s", record.id, outcome.status, outcome.reply)
+        else:
+            logger.warning(
+                "notification %s: lease lost while sending; the other sender records it", record.id
+            )
+        return outcome.status
+
+    async def _attempt(self, record: NotificationRecord) -> Outcome:
+        attempts, budget = record.attempt_count, self._settings.max_attempts
+        if record.content is None:
+            return Outcome(
+                Status.FAILED, "content deleted by retention", error="content deleted by retention"
+            )
+        if attempts > budget:
+            error = (
+                f"gave up after {budget} attempts (DELIVERY_MAX_ATTEMPTS); last error: {record.last_error}"
+            )
+            return Outcome(Status.FAILED, "not attempted: attempt budget spent", error=error)
+        notification = Notification.model_construct(id=record.id, **record.content)
+        try:
+            message = to_message(notification, self._service_name, self._sender)
+            result = await self._mailer.send(message, recipients=record.pending)
+        except MailError as error:
+            reply = str(error)
+            if error.transient and attempts < budget:
+                return self._retry(record, reply, record.pending)
+            return Outcome(Status.FAILED, reply, error=reply)
+        except Exception as error:
+            reply = " ".join(f"{type(error).__name__}: {error}".split())
+            logger.exception("notification %s could not be built or sent", record.id)
+            return Outcome(Status.FAILED, reply, error=reply)
+        for address, refusal in result.refused.items():
+            logger.warning("notification %s refused for %s: %s", record.id, address, refusal)
+        logger.info(
+            "notification %s delivered to %d recipient(s) after %d attempt(s)",
+            record.id,
+            len(result.accepted),
+            attempts,
+        )
+        deferred = [address for address, reply in result.refused.items() if reply.startswith("4")]
+        refused = {address: reply for address, reply in result.refused.items() if address not in deferred}
+        reply = f"250 {result.reply}".strip()
+        if deferred:
+            refusals = {address: result.refused[address] for address in deferred}
+            summary = "; ".join(f"{address}: {text}" for address, text in refusals.items())
+            if attempts < budget:
+                retry = self._retry(record, f"{reply}; deferred {summary}", deferred)
+                return Outcome(
+                    retry.status,
+                    retry.reply,
+                    accepted=result.accepted,
+                    refused={**refused, **refusals},
+                    pending=deferred,
+                    next_attempt_at=retry.next_attempt_at,
+                    error=retry.error,
+                )
+            return Outcome(
+                Status.FAILED,
+                reply,
+                accepted=result.accepted,
+                refused={**refused, **refusals},
+                pending=deferred,
+                error=summary,
+            )
+        return Outcome(Status.SENT, reply, accepted=result.accepted, refused=refused, pending=())
+
+    def _retry(self, record: NotificationRecord, reply: str, pending: list[str]) -> Outcome:
+        delay = retry_delay(record.attempt_count, self._settings)
+        return Outcome(
+            Status.RETRYING,
+            reply,
+            pending=pending,
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+            error=reply,
+        )
+
+    async def purge(self) -> tuple[int, int]:
+        """Apply retention now (see `apply_retention`)."""
+        return await apply_retention(self.store, self._retention)
+
+
+async def apply_retention(store: NotificationStore, retention: StoreSettings) -> tuple[int, int]:
+    """Delete the bodies of notifications sent BODY_RETENTION ago and the records finished ROW_RETENTION ago;
+    returns (bodies, records) deleted."""
+    bodies, rows = await store.purge(
+        retention.body_retention, retention.row_retention, retention.idempotency_key_ttl
+    )
+    if bodies or rows:
+        logger.info("retention: deleted %d body(ies) and %d record(s)", bodies, rows)
+    return bodies, rows

@@ -1,0 +1,21 @@
+"""The notification store: every accepted notification is a row before the API answers 202."""
+
+from .models import NotificationRecord, Status
+from .repository import IdempotencyKeyReusedError, NotificationStore, Outcome, open_engine, utcnow
+from .schema import SchemaError, check_schema, upgrade
+from .settings import DeliverySettings, StoreSettings
+
+__all__ = [
+    "DeliverySettings",
+    "IdempotencyKeyReusedError",
+    "NotificationRecord",
+    "NotificationStore",
+    "Outcome",
+    "SchemaError",
+    "Status",
+    "StoreSettings",
+    "check_schema",
+    "open_engine",
+    "upgrade",
+    "utcnow",
+]

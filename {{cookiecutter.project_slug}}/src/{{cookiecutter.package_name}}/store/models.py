@@ -1,0 +1,79 @@
+"""The tables of the notification store (SQLAlchemy 2); `migrations/` creates them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Status(StrEnum):
+    """Where a notification is: `queued` -> `sending` -> `sent`, or `retrying` / `failed` on the way."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and read back timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """The store's declarative base; `Base.metadata` is what the migrations must produce."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class NotificationRecord(Base):
+    """One accepted notification, its content until retention removes it, and every attempt to send it.
+
+    `pending` lists the recipients still to send to (all of them at first; later only those a
+    server refused with a 4xx reply). `attempts` is a list of `{"at", "reply", "recipients"}`.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "idempotency_key", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    pending: Mapped[list[str]] = mapped_column(JSON)
+    accepted: Mapped[list[str]] = mapped_column(JSON)
+    refused: Mapped[dict[str, str]] = mapped_column(JSON)
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    attempt_count: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

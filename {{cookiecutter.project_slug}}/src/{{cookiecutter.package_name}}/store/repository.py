@@ -1,0 +1,348 @@
+"""`NotificationStore`: every read and write of the notification store, on an async SQLAlchemy engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import and_, case, delete, event, insert, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from .models import NotificationRecord, Status
+
+__all__ = ["IdempotencyKeyReusedError", "NotificationStore", "Outcome", "open_engine", "utcnow"]
+
+T = TypeVar("T")
+CLAIMABLE = (Status.QUEUED, Status.RETRYING)
+FINISHED = (Status.SENT, Status.FAILED)
+
+
+class IdempotencyKeyReusedError(ValueError):
+    """The Idempotency-Key was used before with another request body."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt changed: the new status and what to record about it."""
+
+    status: Status
+    reply: str
+    accepted: Sequence[str] = ()
+    refused: dict[str, str] | None = None
+    pending: Sequence[str] | None = None
+    """The recipients still to send to; None: those of this attempt."""
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def open_engine(url: str) -> AsyncEngine:
+    """An engine for `url`; SQLite files get WAL journaling, so readers never wait for the writer."""
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    if make_url(url).get_backend_name() == "sqlite":
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(connection: Any, _: object) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a crash of the process
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+    return engine
+
+
+class GroupCommit(Generic[T]):
+    """Writes that arrive while a transaction commits share the next one (group commit).
+
+    `await submit(item)` returns once `item` is committed, with `write`'s result for it: a lone
+    write commits at once, and under load one commit serves every request that came in meanwhile.
+    """
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[list[bool]]]) -> None:
+        self._write = write
+        self._waiting: list[tuple[T, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                results = await self._write([item for item, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
+class NotificationStore:
+    """Notifications as rows: add, look up, claim with a lease, record each attempt, purge.
+
+    New notifications and outcomes are group-committed. On SQLite, which has one writer at a
+    time, this process's writes also take turns on a lock instead of sleeping on a busy database.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        single_writer = engine.dialect.name == "sqlite"
+        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
+            asyncio.Lock() if single_writer else contextlib.nullcontext()
+        )
+        self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
+        self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> list[bool]:
+        async with self._write_lock, self.engine.begin() as connection:
+            await connection.execute(insert(NotificationRecord), rows)
+        return [True] * len(rows)
+
+    async def _update(self, changes: list[tuple[str, str | None, dict[str, Any]]]) -> list[bool]:
+        table = NotificationRecord
+        results = []
+        async with self._write_lock, self.engine.begin() as connection:
+            for notification_id, token, values in changes:
+                result = await connection.execute(
+                    update(table)
+                    .where(table.id == notification_id, table.lease_token == token)
+                    .values(**values)
+                )
+                results.append(bool(result.rowcount))
+        return results
+
+    async def aclose(self) -> None:
+        """Close the engine's connections."""
+        await self.engine.dispose()
+
+    async def add(
+        self,
+        notification_id: str,
+        content: dict[str, Any],
+        recipients: Sequence[str],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        key_ttl: float = 86400,
+    ) -> tuple[str, bool]:
+        """Commit a new `queued` notification; returns (id, created).
+
+        With `idempotency_key`, a notification kept under the same key (younger than `key_ttl`
+        seconds) is answered instead: (its id, False). Raises `IdempotencyKeyReusedError` when
+        that one was created from another `request_hash`.
+        """
+        now = utcnow()
+        record = {
+            "id": notification_id,
+            "status": Status.QUEUED,
+            "content": content,
+            "pending": list(recipients),
+            "accepted": [],
+            "refused": {},
+            "attempts": [],
+            "attempt_count": 0,
+            "next_attempt_at": now,
+            "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+            "created_at": now,
+        }
+        if idempotency_key is None:
+            await self._inserts.submit(record)
+            return notification_id, True
+        for _ in range(3):
+            try:
+                async with self._write_lock, self._sessions.begin() as session:
+                    session.add(NotificationRecord(**record))
+                return notification_id, True
+            except IntegrityError:
+                pass
+            existing = await self._by_key(idempotency_key)
+            if existing is None:
+                continue  # purged in between: try again
+            if existing.created_at < now - timedelta(seconds=key_ttl):
+                await self._forget_key(existing.id)
+                continue
+            if existing.request_hash != request_hash:
+                raise IdempotencyKeyReusedError(idempotency_key)
+            return existing.id, False
+        raise RuntimeError(f"could not store notification {notification_id} under its idempotency key")
+
+    async def _by_key(self, key: str) -> NotificationRecord | None:
+        async with self._sessions() as session:
+            found: NotificationRecord | None = await session.scalar(
+                select(NotificationRecord).where(NotificationRecord.idempotency_key == key)
+            )
+            return found
+
+    async def _forget_key(self, notification_id: str) -> None:
+        async with self._write_lock, self._sessions.begin() as session:
+            await session.execute(
+                update(NotificationRecord)
+                .where(NotificationRecord.id == notification_id)
+                .values(idempotency_key=None)
+            )
+
+    async def get(self, notification_id: str) -> NotificationRecord | None:
+        """The notification with `notification_id`, or None."""
+        async with self._sessions() as session:
+            return await session.get(NotificationRecord, notification_id)
+
+    async def page(
+        self, status: Status | None = None, *, after: str | None = None, limit: int = 50
+    ) -> list[NotificationRecord]:
+        """Up to `limit` notifications (optionally of one `status`), ordered by id, after id `after`."""
+        query = select(NotificationRecord).order_by(NotificationRecord.id).limit(limit)
+        if status is not None:
+            query = query.where(NotificationRecord.status == status)
+        if after is not None:
+            query = query.where(NotificationRecord.id > after)
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
+
+    async def claim(
+        self, limit: int, lease: float, notification_id: str | None = None
+    ) -> list[NotificationRecord]:
+        """Lease up to `limit` notifications that are due (or whose lease expired) for `lease` seconds.
+
+        Each claim counts as an attempt, so an attempt cut off by a crash or a time limit counts too.
+        With `notification_id`, only that notification is claimed (if it is due). Concurrent
+        claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer).
+        """
+        now = utcnow()
+        table = NotificationRecord
+        due = or_(
+            and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
+            and_(table.status == Status.SENDING, table.lease_until < now),
+        )
+        if notification_id is not None:
+            due = and_(due, table.id == notification_id)
+        candidates = (
+            select(table.id)
+            .where(due)
+            .order_by(table.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(table)
+            .where(table.id.in_(candidates), due)
+            .values(
+                status=Status.SENDING,
+                lease_token=uuid.uuid4().hex,
+                lease_until=now + timedelta(seconds=lease),
+                attempt_count=table.attempt_count + 1,
+            )
+            .returning(table)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._write_lock, self._sessions.begin() as session:
+            return list(await session.scalars(claim))
+
+    async def record(self, claimed: NotificationRecord, outcome: Outcome) -> bool:
+        """Record `outcome` of the attempt on `claimed`; False if its lease was lost meanwhile."""
+        now = utcnow()
+        attempt = {"at": now.isoformat(), "reply": outcome.reply}
+        refused = {**claimed.refused, **(outcome.refused or {})}
+        for address in outcome.accepted:
+            refused.pop(address, None)
+        values: dict[str, Any] = {
+            "status": outcome.status,
+            "attempts": [*claimed.attempts, attempt],
+            "accepted": [*claimed.accepted, *outcome.accepted],
+            "refused": refused,
+            "pending": list(claimed.pending if outcome.pending is None else outcome.pending),
+            "next_attempt_at": outcome.next_attempt_at,
+            "last_error": outcome.error,
+            "lease_token": None,
+            "lease_until": None,
+            "finished_at": now if outcome.status in FINISHED else None,
+        }
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
+
+    async def retry(self, notification_id: str) -> bool:
+        """Queue a `failed` notification again (its content must still be kept); False otherwise."""
+        table = NotificationRecord
+        async with self._write_lock, self._sessions.begin() as session:
+            failed = await session.get(table, notification_id, with_for_update=True)
+            if failed is None or failed.status != Status.FAILED or failed.content is None:
+                return False
+            failed.status = Status.QUEUED
+            failed.attempt_count = 0
+            failed.next_attempt_at = utcnow()
+            failed.finished_at = None
+            return True
+
+    async def due(self, limit: int) -> list[tuple[str, datetime]]:
+        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due
+        (for a sweeper to publish)."""
+        now = utcnow()
+        table = NotificationRecord
+        since = case((table.status == Status.SENDING, table.lease_until), else_=table.next_attempt_at)
+        query = (
+            select(table.id, since)
+            .where(
+                or_(
+                    and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
+                    and_(table.status == Status.SENDING, table.lease_until < now),
+                )
+            )
+            .order_by(table.next_attempt_at)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return [(row[0], row[1]) for row in await session.execute(query)]
+
+    async def purge(self, body_retention: float, row_retention: float, key_ttl: float) -> tuple[int, int]:
+        """Delete the content of notifications sent `body_retention` seconds ago and the records finished
+        `row_retention` seconds ago; forget idempotency keys older than `key_ttl`. Returns (bodies, rows).
+        """
+        now = utcnow()
+        table = NotificationRecord
+        async with self._write_lock, self._sessions.begin() as session:
+            bodies = await session.execute(
+                update(table)
+                .where(
+                    table.status == Status.SENT,
+                    table.finished_at <= now - timedelta(seconds=body_retention),
+                    table.content.is_not(None),
+                )
+                .values(content=None)
+                .execution_options(synchronize_session=False)
+            )
+            rows = await session.execute(
+                delete(table)
+                .where(
+                    table.status.in_(FINISHED), table.finished_at <= now - timedelta(seconds=row_retention)
+                )
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(
+                update(table)
+                .where(
+                    table.idempotency_key.is_not(None), table.created_at <= now - timedelta(seconds=key_ttl)
+                )
+                .values(idempotency_key=None)
+                .execution_options(synchronize_session=False)
+            )
+        return int(getattr(bodies, "rowcount", 0)), int(getattr(rows, "rowcount", 0))
