@@ -66,7 +66,7 @@ class _SmtpPolicy(Compat32):
             if value.isascii() and len(name) + len(value) + 2 <= (self.max_line_length or 0):
                 return f"{name}: {value}{linesep}".encode("ascii")
             if self.utf8 and not value.isascii() and name.title() in ADDRESS_HEADERS:
-                folded = f"{name}: {f',{linesep} '.join(value.split(','))}{linesep}".encode()
+                folded = f"{name}: {f',{linesep} '.join(value.split(', '))}{linesep}".encode()
                 return _checked(name, folded, linesep)
         folded = super().fold_binary(name, value)
         if isinstance(value, str) and _longest_line(folded, linesep) > MAX_LINE:
