@@ -47,9 +47,16 @@ class ZoneResolver(BaseResolver):  # type: ignore[misc]
         return reply
 
 
+class _Handler(DNSHandler):  # type: ignore[misc]
+    udplen = 512  # a longer answer over UDP is truncated, as real servers do: the client retries over TCP
+
+
 @contextmanager
 def dns_server(zone: Zone) -> Iterator[str]:
-    """Serve `zone` over UDP and TCP on one free loopback port; yields "127.0.0.1:port"."""
+    """Serve `zone` over UDP and TCP on one free loopback port; yields "127.0.0.1:port".
+
+    Answers over 512 bytes come truncated over UDP, so they travel over TCP.
+    """
     port = free_port()
     quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
     servers = [

@@ -56,6 +56,13 @@ ZONE: dict[str, list[tuple[str, str]]] = {
     "sub.own-mail.com": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all")],
     "s1._domainkey.own-mail.com": [("TXT", GOOD_RECORD)],
     "failing-mail.com": [("SERVFAIL", "")],
+    # over 512 bytes: truncated over UDP, fetched again over TCP
+    "big-mail.com": [
+        (
+            "TXT",
+            "v=spf1 " + " ".join(f"ip4:198.51.{n}.0/24" for n in range(40)) + " include:sendgrid.net ~all",
+        )
+    ],
 }
 
 
@@ -108,6 +115,7 @@ def signing(key_file: Path, domain: str) -> dict[str, Any]:
         ),
         ("a@other-mail.com", "smtp.sendgrid.net", Status.PROBLEM, "include:sendgrid.net is missing"),
         ("a@other-mail.com", "smtp.gmail.com", Status.OK, "authorizes gmail (include:_spf.google.com)"),
+        ("a@big-mail.com", "smtp.sendgrid.net", Status.OK, "authorizes sendgrid (include:sendgrid.net)"),
         ("a@deep-mail.com", "smtp.sendgrid.net", Status.PROBLEM, "needs 16 DNS lookups; over 10"),
         ("a@own-mail.com", "mail.own-mail.com", Status.OK, "authorizes mail.own-mail.com's address"),
         ("a@own-mail.com", "192.0.2.99", Status.OK, "authorizes 192.0.2.99's address"),

@@ -197,6 +197,37 @@ async def test_signed_mail_verifies_after_a_relay_and_fails_when_tampered(
     assert not dkim.verify(data.replace(b"Subject: ", b"Subject: Re: ", 1), dnsfunc=dnsfunc)
 
 
+@pytest.mark.anyio
+async def test_a_retried_message_is_signed_once_for_every_attempt(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    dkim_env(monkeypatch, key_file(tmp_path, pem(ED25519_KEY, PKCS8)))
+    sent: list[bytes] = []
+    accept = smtp_server.handler.handle_DATA
+
+    async def recording(server: Any, session: Any, envelope: Any) -> str:
+        sent.append(bytes(envelope.original_content))
+        return await accept(server, session, envelope)
+
+    signatures: list[bytes] = []
+    sign = DkimSigner.sign
+
+    def counting(signer: DkimSigner, data: bytes) -> bytes:
+        signatures.append(data)
+        return sign(signer, data)
+
+    monkeypatch.setattr(DkimSigner, "sign", counting)  # the real signer, counted: the same bytes sign alike
+    monkeypatch.setattr(smtp_server.handler, "handle_DATA", recording)
+    smtp_server.handler.data_replies.append("451 4.3.0 try again later")
+    async with Mailer(load_settings(MailSettings)) as mailer:
+        result = await mailer.send(MESSAGE)
+    assert result.attempts == 2
+    assert len(signatures) == 1
+    assert len(sent) == 2
+    assert sent[0] == sent[1]
+    assert sent[0].count(b"DKIM-Signature:") == 1
+
+
 def test_the_signature_covers_the_headers_present(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
