@@ -8,6 +8,7 @@ run to an end, so nothing leaks into the next test. conftest.py imports the fixt
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 
 from {{ cookiecutter.package_name }} import worker
 from {{ cookiecutter.package_name }}.delivery.celery_app import CelerySettings, create_celery_app
+from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, upgrade
 from {{ cookiecutter.package_name }}.worker import RUNTIME, register_tasks
 
 MEMORY_BROKER = "memory://localhost/"
@@ -81,6 +83,14 @@ def worker_environment(**variables: str) -> dict[str, str]:
     }
 
 
+async def migrate_startup_store() -> None:
+    engine = open_engine(StoreSettings().database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 def _leave_logging_to_pytest(**_: Any) -> None:
     """Connected to `setup_logging`, so the worker does not reconfigure the root logger."""
 
@@ -97,9 +107,13 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
     with ExitStack() as stack:
         # The worker checks the MAIL_* settings as it starts; each test's first send reads that test's own.
         with pytest.MonkeyPatch.context() as patch:
-            patch.chdir(tmp_path_factory.mktemp("worker"))  # away from the developer's .env
+            folder = tmp_path_factory.mktemp("worker")
+            patch.chdir(folder)  # away from the developer's .env
             for name, value in STARTUP_MAIL_ENV.items():
                 patch.setenv(name, value)
+            # The worker also checks that the store is migrated; each test's first send opens that test's own.
+            patch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{folder / 'startup.db'}")
+            asyncio.run(migrate_startup_store())
             worker = stack.enter_context(start_worker(app, perform_ping_check=False, shutdown_timeout=10))
         yield app
         # Told over the broker, the worker stops at once instead of after two 2-second polls.

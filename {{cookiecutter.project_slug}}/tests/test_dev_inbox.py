@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -17,7 +18,7 @@ from {{ cookiecutter.package_name }}.devsmtp import DEV_PASSWORD, DEV_USERNAME, 
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings
 from {{ cookiecutter.package_name }}.notifications import Notification, to_message
 
-from .conftest import service
+from .conftest import auth, service
 
 NOTIFICATION = {"to": ["alice@example.com"], "subject": "Your report", "body": "Hello <b>Alice</b>"}
 
@@ -131,9 +132,24 @@ def test_message_shows_headers_text_and_html(inbox: TestClient, dev_smtp: Path) 
     assert message["subject"] == "Your report"
     assert message["cc"] == "carol@example.com"
     assert ["X-Notification-ID", notification_id] in message["headers"]
+    assert message["notification_status"] is None  # sent outside the service: not in its store
     assert ["Subject", "Your report"] in message["headers"]
     assert "Hello <b>Alice</b>" in message["text"]
     assert "Hello &lt;b&gt;Alice&lt;/b&gt;" in message["html"]
+
+
+def test_message_shows_its_notification_status_from_the_store(inbox: TestClient, dev_smtp: Path) -> None:
+    notification_id = inbox.post("/notifications", json=NOTIFICATION, headers=auth()).json()["id"]
+    deadline = time.monotonic() + 15
+    while inbox.get(f"/notifications/{notification_id}", headers=auth()).json()["status"] != "sent":
+        assert time.monotonic() < deadline, "the notification was never sent"
+        time.sleep(0.02)
+    [message_id] = stored_ids(dev_smtp)
+
+    message = inbox.get(f"/dev/inbox/messages/{message_id}").json()
+
+    assert message["notification_id"] == notification_id
+    assert message["notification_status"] == "sent"
 
 
 def test_html_part_is_served_sandboxed_without_scripts(inbox: TestClient, dev_smtp: Path) -> None:

@@ -222,3 +222,39 @@ def test_notifications_accepted_while_the_server_is_down_go_out_when_it_is_back(
     assert all(len(answer["attempts"]) >= 3 for answer in down)
     assert all("connect to localhost" in answer["last_error"] for answer in down)
     assert arrived == sorted(ids)
+
+
+def test_retention_deletes_bodies_then_records_of_sent_notifications(
+    database_url: str,
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with service(monkeypatch) as client:
+        notification_id = client.post("/notifications", json=NOTIFICATION, headers=auth()).json()["id"]
+        wait_for_status(client, notification_id, "sent")
+
+        monkeypatch.setenv("BODY_RETENTION", "0")
+        assert cli_main(["purge"]) == 0
+        assert client.get(f"/notifications/{notification_id}", headers=auth()).json()["status"] == "sent"
+        monkeypatch.setenv("ROW_RETENTION", "0")
+        assert cli_main(["purge"]) == 0
+        assert client.get(f"/notifications/{notification_id}", headers=auth()).status_code == 404
+
+    assert capsys.readouterr().out.splitlines() == [
+        "deleted 1 body(ies) of sent notifications and 0 record(s)",
+        "deleted 0 body(ies) of sent notifications and 1 record(s)",
+    ]
+
+
+def test_bad_database_url_is_named_without_its_password(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://user:Db-Pa55word@db.internal/notifications")
+
+    assert cli_main(["migrate"]) == 2
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: invalid settings: DATABASE_URL")
+    assert "postgresql+asyncpg://" in line
+    assert "Db-Pa55word" not in line

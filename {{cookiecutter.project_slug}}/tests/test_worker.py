@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.delivery.celery_app import TASK_NAME, CelerySettings
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import SettingsError, load_settings
-from {{ cookiecutter.package_name }}.store import DeliverySettings
+from {{ cookiecutter.package_name }}.store import DeliverySettings, StoreSettings
 from {{ cookiecutter.package_name }}.worker import check_limits, start_dev_worker
 
 from .celery_worker import MEMORY_BROKER, QUEUE, TaskTracker, worker_command, worker_environment
-from .conftest import auth, service
+from .conftest import auth, migrate, service
 from .smtp_server import SmtpServer
 
 NOTIFICATION = {"to": ["alice@example.com"], "subject": "Queued", "body": "Sent by a worker."}
@@ -111,6 +111,7 @@ def test_dev_worker_delivers_without_a_broker(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CELERY_QUEUE", "dev")  # its own queue, away from the suite's worker
+    migrate(StoreSettings().database_url)  # as `make dev` does before it starts the worker
     stop = start_dev_worker()
     try:
         with service(monkeypatch) as client:

@@ -17,8 +17,10 @@ import pytest
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from {{ cookiecutter.package_name }}.store import StoreSettings
+
 from .celery_worker import worker_command, worker_environment
-from .conftest import auth, service
+from .conftest import auth, migrate, service
 from .smtp_server import SmtpServer
 
 BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")  # read before the fixtures clear CELERY_*
@@ -54,6 +56,7 @@ def queue() -> Iterator[str]:
 @pytest.fixture
 def worker(smtp_server: SmtpServer, queue: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`celery worker` (prefork, 2 processes) on `queue`, sending to `smtp_server`; stopped warmly afterwards."""
+    migrate(StoreSettings().database_url)  # the service and the worker share the store (this test's folder)
     environment = worker_environment(CELERY_BROKER_URL=BROKER_URL, CELERY_QUEUE=queue)
     with (tmp_path / "worker.log").open("wb") as log:
         process = subprocess.Popen(

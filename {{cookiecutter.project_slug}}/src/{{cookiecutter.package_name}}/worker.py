@@ -27,7 +27,15 @@ from . import SERVICE_NAME
 from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_celery_app
 from .delivery.dispatcher import Dispatcher
 from .mail import Mailer, MailSettings, SettingsError, load_settings
-from .store import DeliverySettings, NotificationStore, Status, StoreSettings, open_engine
+from .store import (
+    DeliverySettings,
+    NotificationStore,
+    SchemaError,
+    Status,
+    StoreSettings,
+    check_schema,
+    open_engine,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,20 +151,28 @@ def start_dev_worker() -> Callable[[], None]:
     return stop
 
 
-def exit_with(error: SettingsError) -> NoReturn:
+def exit_with(error: SettingsError | SchemaError) -> NoReturn:
     """Stop the process with `error` as one line on stderr (exit code 2)."""
     print(f"error: {error}", file=sys.stderr)
     raise SystemExit(2)
 
 
 def _check_settings(**_: object) -> None:
-    """At worker start, before any message is taken: the MAIL_*, store and DELIVERY_* settings must load."""
+    """At worker start, before any message is taken: the settings must load and the store be migrated."""
     try:
         load_settings(MailSettings)
-        load_settings(StoreSettings)
         check_limits(load_settings(CelerySettings), load_settings(DeliverySettings))
-    except SettingsError as error:
+        asyncio.run(_check_store(load_settings(StoreSettings).database_url))
+    except (SettingsError, SchemaError) as error:
         exit_with(error)
+
+
+async def _check_store(database_url: str) -> None:
+    engine = open_engine(database_url)
+    try:
+        await check_schema(engine)
+    finally:
+        await engine.dispose()
 
 
 def _close(**_: object) -> None:

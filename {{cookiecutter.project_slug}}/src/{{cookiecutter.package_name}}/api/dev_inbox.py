@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from .deps import SettingsDep
+from .deps import SettingsDep, StoreDep
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"inbox.css": "text/css", "inbox.js": "text/javascript"}
@@ -58,8 +58,10 @@ class Inbox(BaseModel):
 
 
 class MessageDetail(MessageSummary):
-    """One message: its headers in order, and its text and HTML parts (null when absent)."""
+    """One message: its headers in order, its text and HTML parts (null when absent), and the
+    notification's status in the store (null when it has none)."""
 
+    notification_status: str | None
     cc: str
     headers: list[tuple[str, str]]
     text: str | None
@@ -164,13 +166,15 @@ def list_messages(inbox: InboxDep, if_none_match: Annotated[str | None, Header()
 
 
 @router.get("/messages/{message_id}")
-def get_message(path: MessageFileDep) -> MessageDetail:
-    """One message: headers (X-Notification-ID among them), text part and HTML part."""
+async def get_message(path: MessageFileDep, store: StoreDep) -> MessageDetail:
+    """One message: headers (X-Notification-ID among them), text part, HTML part, notification status."""
     stat = path.stat()
     message = parse(path.read_bytes())
     summary = summarize(path, stat.st_size, stat.st_mtime, message)
+    record = await store.get(summary.notification_id) if summary.notification_id else None
     return MessageDetail(
         **summary.model_dump(),
+        notification_status=record.status if record else None,
         cc=str(message.get("Cc", "")),
         headers=[(name, str(value)) for name, value in message.items()],
         text=body_text(message, "plain"),

@@ -1,7 +1,7 @@
-"""Delivery: how committed notifications get sent. Both options offer the same entry points.
+"""Delivery: how committed notifications get sent. Each delivery option offers the same entry points.
 
-`create_delivery(settings, store)` in `background.py` (a dispatcher in the service process) or
-`queued.py` (Celery workers) returns a `Delivery`; `dispatcher.py` is the core both run.
+The option's module (`{{ "queued" if cookiecutter.delivery == "celery" else "background" }}.py`) has `create_delivery(settings, store)`, which
+returns a `Delivery`; `dispatcher.py` is the core every option runs.
 """
 
 from __future__ import annotations

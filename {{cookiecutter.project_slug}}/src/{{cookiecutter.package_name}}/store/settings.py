@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///notifications.db"
+DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 HOUR = 3600
 DAY = 24 * HOUR
 
@@ -13,7 +16,13 @@ DAY = 24 * HOUR
 class StoreSettings(BaseSettings):
     """The notification store: `DATABASE_URL`, idempotency keys and retention."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # DATABASE_URL may hold a password
+    )
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
@@ -35,6 +44,19 @@ class StoreSettings(BaseSettings):
         ge=0,
         description="Seconds after sending or failing that a notification's record (its status) is deleted.",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        try:
+            driver = make_url(url).drivername
+        except ArgumentError:
+            driver = ""
+        if driver not in DRIVERS:
+            raise ValueError(
+                "use sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host:5432/database"
+            )
+        return url
 
     @model_validator(mode="after")
     def _check_retention(self) -> StoreSettings:
