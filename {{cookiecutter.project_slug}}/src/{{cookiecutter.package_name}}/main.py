@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import health, notifications
+from .api import errors, health, notifications
+from .api.limits import RequestLimits
 from .delivery import Delivery
 {%- if cookiecutter.delivery == "celery" %}
 from .delivery.queued import CeleryDelivery
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.add_middleware(RequestLimits, settings=settings.api)
+    errors.install(app)
     app.include_router(health.router)
     app.include_router(notifications.router)
     if settings.api.dev_mode:

@@ -36,6 +36,18 @@ class ApiSettings(BaseSettings):
         le=10 * 1024 * 1024,
         description="Largest notification body, in UTF-8 bytes.",
     )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest HTTP request body, in bytes; larger ones get 413 before they are read.",
+    )
+    api_body_timeout: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="Seconds a client may take to send a request body; slower ones get 408.",
+    )
     dev_mode: bool = Field(default=False, description="Development only: mount the dev inbox at /dev/inbox.")
     dev_smtp_dir: Path = Field(
         default=Path(".dev-smtp"), description="Folder of the embedded dev SMTP server (CA and inbox)."
