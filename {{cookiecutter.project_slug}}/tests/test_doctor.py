@@ -58,7 +58,7 @@ def settings_for(port: int, ca_file: Path, tls: TlsMode = "starttls", **override
         "port": port,
         "username": USERNAME,
         "password": PASSWORD,
-        "from_address": "noreply@example.com",
+        "MAIL_FROM": "noreply@example.com",
         "starttls": tls == "starttls",
         "ssl_tls": tls == "implicit",
         "cert_bundle": ca_file,

@@ -10,19 +10,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .mail import MailSettings, SettingsError
 from .mail.settings import SettingsT, describe_errors
 
 MIN_API_KEY_LENGTH = 16
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "example", "placeholder", "your-", "your_", "replace-me")
+"""Parts of keys copied from documentation (`.env.example`); refused unless DEV_MODE is on."""
+GENERATE_KEY_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 
 
 class ApiSettings(BaseSettings):
     """Who may call the API and how large a request may be."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a ValidationError's text must not carry API_KEYS
+    )
 
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         description="Comma-separated bearer keys accepted by the API; list several to rotate keys without downtime."
@@ -67,11 +76,17 @@ class ApiSettings(BaseSettings):
         if not keys:
             raise ValueError("set at least one key (comma-separated for rotation)")
         if any(len(key.get_secret_value()) < MIN_API_KEY_LENGTH for key in keys):
-            raise ValueError(
-                f"every key needs at least {MIN_API_KEY_LENGTH} characters; generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-            )
+            raise ValueError(f"every key needs at least {MIN_API_KEY_LENGTH} characters; {GENERATE_KEY_HINT}")
         return keys
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_keys(self) -> ApiSettings:
+        if not self.dev_mode and any(is_placeholder(key) for key in self.api_keys):
+            raise ValueError(
+                "API_KEYS: a key is a placeholder from the documentation (allowed only with DEV_MODE=true); "
+                + GENERATE_KEY_HINT
+            )
+        return self
 
     @field_validator("log_level")
     @classmethod
@@ -79,6 +94,12 @@ class ApiSettings(BaseSettings):
         if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level.upper()
+
+
+def is_placeholder(key: SecretStr) -> bool:
+    """Whether `key` looks copied from documentation rather than generated."""
+    value = key.get_secret_value().lower()
+    return any(marker in value for marker in PLACEHOLDER_MARKERS)
 
 
 @dataclass(frozen=True)
