@@ -6,6 +6,7 @@ environment wins). `Settings.from_env()` reports every bad variable at once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from .mail.settings import SettingsT, describe_errors
 MIN_API_KEY_LENGTH = 16
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "example", "placeholder", "your-", "your_", "replace-me")
 """Parts of keys copied from documentation (`.env.example`); refused unless DEV_MODE is on."""
+DOMAIN = re.compile(r"[^\s@*,/]+\.[^\s@*,/.]+")
 GENERATE_KEY_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 
 
@@ -57,6 +59,13 @@ class ApiSettings(BaseSettings):
         le=300,
         description="Seconds a client may take to send a request body; slower ones get 408.",
     )
+    allowed_recipient_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Comma-separated domains notifications may go to, each with its subdomains "
+            "(example.com allows a.example.com); empty: any domain."
+        ),
+    )
     dev_mode: bool = Field(default=False, description="Development only: mount the dev inbox at /dev/inbox.")
     dev_smtp_dir: Path = Field(
         default=Path(".dev-smtp"), description="Folder of the embedded dev SMTP server (CA and inbox)."
@@ -87,6 +96,20 @@ class ApiSettings(BaseSettings):
                 + GENERATE_KEY_HINT
             )
         return self
+
+    @field_validator("allowed_recipient_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(domain.strip().lower().rstrip(".") for domain in value.split(",") if domain.strip())
+        return value
+
+    @field_validator("allowed_recipient_domains")
+    @classmethod
+    def _check_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(DOMAIN.fullmatch(domain) for domain in domains):
+            raise ValueError("list bare domains such as example.com (their subdomains are included)")
+        return domains
 
     @field_validator("log_level")
     @classmethod

@@ -13,6 +13,7 @@ from ..delivery import DeliveryUnavailableError
 from ..notifications import Notification, NotificationContent
 from ..settings import ApiSettings
 from .deps import DeliveryDep, SettingsDep, require_api_key
+from .recipients import check_recipients
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"])
@@ -64,6 +65,7 @@ async def create_notification(
 ) -> NotificationAccepted:
     """Queue an email to `to` (and `cc`); it is sent after this answer, with the id in X-Notification-ID."""
     check_limits(content, settings.api)
+    check_recipients(content, settings.api)
     notification = Notification.accept(content)
     try:
         await delivery.submit(notification)
