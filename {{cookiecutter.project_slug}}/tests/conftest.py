@@ -18,7 +18,7 @@ from .celery_worker import celery_tasks, celery_worker  # noqa: F401 - fixtures:
 {% endif -%}
 from .smtp_server import SmtpServer, running_server
 
-SERVICE_VARIABLE_PREFIXES = ("MAIL_", "API_", "MAX_", "DEV_", "LOG_LEVEL", "ALLOWED_RECIPIENT_DOMAINS"{% if cookiecutter.delivery == "celery" %}, "CELERY_"{% endif %})
+SERVICE_VARIABLE_PREFIXES = ("MAIL_", "API_", "MAX_", "DEV_", "LOG_LEVEL", "ALLOWED_"{% if cookiecutter.delivery == "celery" %}, "CELERY_"{% endif %})
 
 
 @pytest.fixture(scope="session")
