@@ -70,7 +70,7 @@ def service(monkeypatch: pytest.MonkeyPatch, **env: str) -> TestClient:
     monkeypatch.setenv("API_KEYS", f"{API_KEY},{ROTATED_API_KEY}")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return TestClient(create_app())
+    return TestClient(create_app(), base_url="http://localhost")
 
 
 @pytest.fixture
