@@ -152,7 +152,7 @@ def retry_delay(retries: int, settings: CelerySettings) -> float:
     return min(settings.retry_backoff * 2.0**retries * jitter, settings.retry_backoff_max)
 
 
-def send_notification(task: Task, payload: dict[str, Any], settings: CelerySettings) -> None:
+def send_notification(task: Task[..., None], payload: dict[str, Any], settings: CelerySettings) -> None:
     """The task: send one notification; retry transient failures through the queue, reject permanent ones.
 
     A rejected message is dropped on Redis; on RabbitMQ it goes to the queue's dead-letter exchange, if any.
@@ -202,7 +202,7 @@ def create_celery_app(settings: CelerySettings) -> Celery:
         worker_prefetch_multiplier=1,
     )
 
-    def task(self: Task, payload: dict[str, Any]) -> None:
+    def task(self: Task[..., None], payload: dict[str, Any]) -> None:
         send_notification(self, payload, settings)
 
     # acks_on_timeout=False: a send cut off by CELERY_TASK_TIME_LIMIT goes back to the queue, not away.
@@ -230,7 +230,7 @@ def start_dev_worker() -> Callable[[], None]:
     thread.start()
 
     def stop() -> None:
-        app.control.shutdown(destination=[controller.hostname])
+        app.control.shutdown(destination=[controller.hostname])  # type: ignore[attr-defined]  # set at start-up; celery-types lacks it
         thread.join(timeout=10)
 
     return stop
