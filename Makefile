@@ -30,6 +30,7 @@ test-fast: setup ## The template tests without the slow fresh-virtualenv ones
 lint: setup ## Lint the template's own code and run its pre-commit hooks (secret scanning included)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pre-commit run --all-files
 
 bench: setup ## Run the delivery benchmarks (prints msg/s)

@@ -142,7 +142,7 @@ def main() -> int:
                 port=sink.port,
                 username=USERNAME,
                 password=PASSWORD,
-                from_address=SENDER,
+                MAIL_FROM=SENDER,
                 starttls=True,
                 ssl_tls=False,
                 cert_bundle=tls.ca_file,

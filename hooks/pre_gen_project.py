@@ -1,8 +1,8 @@
 """Validate the answers before anything is written.
 
 Each check is a small function returning an error message or None, so the
-template tests can import and call them directly. On the first bad answer the
-hook prints one line naming the variable and exits 1; cookiecutter then removes
+template tests can import and call them directly. The hook prints one line per
+bad answer, each naming the variable, and exits 1; cookiecutter then removes
 the output folder.
 """
 
@@ -17,6 +17,17 @@ SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
 EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+# Import names of the generated project's dependencies (and theirs): a package named like one
+# would shadow it, and the project would import itself.
+DEPENDENCY_MODULES = frozenset(
+    {
+        "aiosmtpd", "aiosmtplib", "aiosqlite", "alembic", "amqp", "anyio", "asyncpg", "billiard",
+        "celery", "click", "cryptography", "dns", "email_validator", "fastapi", "fastapi_mail",
+        "h11", "httptools", "httpx", "jinja2", "kombu", "markupsafe", "mypy", "pydantic",
+        "pydantic_core", "pydantic_settings", "pytest", "redis", "ruff", "sqlalchemy", "starlette",
+        "trustme", "uvicorn", "uvloop", "vine", "watchfiles", "websockets", "yaml",
+    }
+)  # fmt: skip
 
 
 def check_slug(slug: str) -> str | None:
@@ -38,6 +49,8 @@ def check_package_name(name: str) -> str | None:
         return f"package_name {name!r} is a Python keyword: choose another name (e.g. '{name}_service')"
     if name in sys.stdlib_module_names:
         return f"package_name {name!r} shadows the standard library module: choose another name"
+    if name in DEPENDENCY_MODULES:
+        return f"package_name {name!r} shadows a dependency of the project: choose another name (e.g. '{name}_service')"
     return None
 
 
@@ -80,8 +93,9 @@ ANSWERS_JSON = r'''{{ cookiecutter | tojson }}'''  # fmt: skip
 
 def main() -> int:
     problems = check_answers(json.loads(ANSWERS_JSON))
+    for problem in problems:
+        print(f"ERROR: {problem}", file=sys.stderr)
     if problems:
-        print(f"ERROR: {problems[0]}", file=sys.stderr)
         return 1
     return 0
 

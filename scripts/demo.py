@@ -38,7 +38,8 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
 def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except OSError:
         return False
 

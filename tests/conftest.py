@@ -92,9 +92,16 @@ def celery_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=DELIVERIES)
-def project(request: pytest.FixtureRequest) -> Path:
-    """The session render of each delivery (read-only)."""
-    fixture = "default_project" if request.param == "background" else "celery_project"
+def delivery(request: pytest.FixtureRequest) -> str:
+    """Each delivery option in turn; `project` is its render."""
+    chosen: str = request.param
+    return chosen
+
+
+@pytest.fixture
+def project(delivery: str, request: pytest.FixtureRequest) -> Path:
+    """The session render of `delivery` (read-only)."""
+    fixture = "default_project" if delivery == "background" else "celery_project"
     return Path(request.getfixturevalue(fixture))
 
 

@@ -45,6 +45,12 @@ def test_bad_slugs_are_named(slug: str) -> None:
         ("Mail", "not a valid"),
         ("mail-service", "not a valid"),
         ("email", "standard library"),
+        *(
+            (name, "shadows a dependency")
+            for name in ["celery", "fastapi", "pydantic", "jinja2", "aiosmtplib"]
+        ),
+        *((name, "shadows a dependency") for name in ["sqlalchemy", "fastapi_mail", "starlette", "uvicorn"]),
+        *((name, "shadows a dependency") for name in ["kombu", "redis", "alembic", "httpx"]),
     ],
 )
 def test_bad_package_names_say_why(name: str, reason: str) -> None:
@@ -97,8 +103,7 @@ def test_bad_answers_stop_generation_with_one_line_and_no_folder(
     )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
-    assert len(errors) == 1
-    assert errors[0].startswith(f"ERROR: {variable} ")
+    assert errors[0].startswith(f"ERROR: {variable} ")  # a bad slug also makes a bad derived package_name
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,4 +131,21 @@ def test_removing_twice_is_safe(tmp_path: Path) -> None:
     (tmp_path / "gone.py").write_text("")
     post_gen.remove_paths(tmp_path, ["gone.py", "never-there.py"])
     post_gen.remove_paths(tmp_path, ["gone.py"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_bad_answer_is_named_on_its_own_line(tmp_path: Path) -> None:
+    answers = {"project_slug": "Bad Slug", "package_name": "celery", "author_email": "nope"}
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", str(tmp_path)]
+    result = subprocess.run(
+        [*command, *(f"{key}={value}" for key, value in answers.items())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert [line.split()[1] for line in errors] == ["project_slug", "package_name", "author_email"]
     assert list(tmp_path.iterdir()) == []

@@ -102,7 +102,7 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
     app.conf.broker_transport_options["polling_interval"] = 0.01
     # CELERY_BROKER_URL in the environment would override broker_url (Celery reads it on every
     # connection); the explicit read and write URLs keep this worker on the memory broker.
-    app.conf.broker_read_url = app.conf.broker_write_url = MEMORY_BROKER
+    app.conf.update(broker_read_url=MEMORY_BROKER, broker_write_url=MEMORY_BROKER)
     setup_logging.connect(_leave_logging_to_pytest)
     with ExitStack() as stack:
         # The worker checks the MAIL_* settings as it starts; each test's first send reads that test's own.
@@ -117,7 +117,7 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
             worker = stack.enter_context(start_worker(app, perform_ping_check=False, shutdown_timeout=10))
         yield app
         # Told over the broker, the worker stops at once instead of after two 2-second polls.
-        app.control.shutdown(destination=[worker.hostname])
+        app.control.shutdown(destination=[worker.hostname])  # type: ignore[attr-defined]  # celery-types lacks it
     setup_logging.disconnect(_leave_logging_to_pytest)
 
 

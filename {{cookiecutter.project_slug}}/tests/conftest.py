@@ -32,6 +32,7 @@ SERVICE_VARIABLE_PREFIXES = (
     "IDEMPOTENCY_KEY_TTL",
     "BODY_RETENTION",
     "ROW_RETENTION",
+    "ALLOWED_",
 {%- if cookiecutter.delivery == "celery" %}
     "CELERY_",
 {%- endif %}
@@ -110,7 +111,7 @@ def service(monkeypatch: pytest.MonkeyPatch, **env: str) -> TestClient:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     migrate(StoreSettings().database_url)
-    return TestClient(create_app())
+    return TestClient(create_app(), base_url="http://localhost")
 
 
 def migrate(database_url: str) -> None:

@@ -85,7 +85,7 @@ def settings(dns: str, from_address: str, server: str = "smtp.sendgrid.net", **e
         port=587,
         username="apikey",
         password="secret-password",
-        from_address=from_address,
+        MAIL_FROM=from_address,
         dns_server=dns,
         **{"timeout": 2, **extra},
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api.dev_inbox import message_file
-from {{ cookiecutter.package_name }}.devsmtp import DEV_PASSWORD, DEV_USERNAME, start_dev_server
+from {{ cookiecutter.package_name }}.devsmtp import DEV_PASSWORD, DEV_USERNAME, Received, start_dev_server, summary
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings
 from {{ cookiecutter.package_name }}.notifications import Notification, to_message
 
@@ -164,6 +166,7 @@ def test_html_part_is_served_sandboxed_without_scripts(inbox: TestClient, dev_sm
     assert "sandbox" in policy  # no allow-scripts token after it
     assert "default-src 'none'" in policy
     assert not any(directive.startswith("script-src") for directive in policy)
+    assert "img-src 'self' data:" in policy  # no remote images: they would report the email as opened
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -233,3 +236,68 @@ def test_ids_other_than_stored_names_are_rejected(inbox: TestClient, dev_smtp: P
     with pytest.raises(HTTPException) as rejected:  # the check itself, whatever the router made of the URL
         message_file(unquote(message_id), dev_smtp / "inbox")
     assert rejected.value.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [b'To: "\r\n\r\nbody', b"From: =?utf-8?b?\xff\xfe?=\r\n\r\nbody", b"From: a@[\r\n\r\nbody"],
+    ids=["open-quote", "bad-encoded-word", "open-bracket"],
+)
+def test_a_malformed_message_is_marked_and_the_rest_still_listed(
+    inbox: TestClient, dev_smtp: Path, malformed: bytes
+) -> None:
+    deliver()
+    (dev_smtp / "inbox" / "20000101T000000-0badc0de.eml").write_bytes(malformed)
+
+    response = inbox.get("/dev/inbox/messages")
+
+    assert response.status_code == 200
+    [bad, good] = response.json()["messages"]
+    assert good["subject"] == "Your report"
+    assert "unreadable message" in bad["from"] + bad["to"]
+    assert inbox.get("/dev/inbox/messages/20000101T000000-0badc0de").status_code == 200
+
+
+@pytest.mark.parametrize("host", ["localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"])
+def test_local_host_names_are_served(inbox: TestClient, host: str) -> None:
+    assert inbox.get("/dev/inbox/messages", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host", ["attacker.example", "attacker.example:8000", "127.0.0.1.attacker.example", ""]
+)
+def test_other_host_names_are_refused_against_dns_rebinding(inbox: TestClient, host: str) -> None:
+    for route in ["/dev/inbox", "/dev/inbox/messages"]:
+        response = inbox.get(route, headers={"Host": host})
+        assert response.status_code == 403
+        assert "localhost" in response.json()["detail"]
+
+
+def test_the_console_line_escapes_terminal_control_characters() -> None:
+    data = b"Subject: \x1b]0;owned\x07\r\nX-Notification-ID: \x1b[2J\r\n\r\nbody"
+    received = Received("\x1b[31mevil@example.com", ("\x9bbob@example.com",), data, tls=True, login="dev")
+
+    line = summary(received)
+
+    assert not any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in line)
+    assert "\\x1b[31mevil@example.com" in line
+
+
+@pytest.mark.parametrize("missing", ["trustme", "aiosmtpd"])
+@pytest.mark.parametrize("command", ["dev-smtp", "dev"])
+def test_dev_commands_without_the_dev_dependencies_say_what_to_install(
+    tmp_path: Path, missing: str, command: str
+) -> None:
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        "from {{ cookiecutter.package_name }}.cli import main\n"
+        f"sys.exit(main([{command!r}, '--dir', {str(tmp_path)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert f"{missing} is not installed" in line
+    assert "make setup" in line

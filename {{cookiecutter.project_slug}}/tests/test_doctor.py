@@ -63,7 +63,7 @@ def settings_for(port: int, ca_file: Path, tls: TlsMode = "starttls", **override
         "port": port,
         "username": USERNAME,
         "password": PASSWORD,
-        "from_address": "noreply@example.com",
+        "MAIL_FROM": "noreply@example.com",
         "starttls": tls == "starttls",
         "ssl_tls": tls == "implicit",
         "cert_bundle": ca_file,
@@ -278,10 +278,10 @@ async def test_starttls_not_offered(ca_file: Path) -> None:
 def test_unreadable_cert_bundle_is_a_settings_problem(ca_file: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle.pem"
     bundle.write_text("not a certificate\n")
+    values = settings_for(free_port(), ca_file).model_dump()
+    values["MAIL_FROM"] = values.pop("from_address")
     with pytest.raises(SettingsError) as raised:
-        load_settings(
-            MailSettings, **{**settings_for(free_port(), ca_file).model_dump(), "cert_bundle": bundle}
-        )
+        load_settings(MailSettings, **{**values, "cert_bundle": bundle})
     diagnosis = settings_diagnosis(raised.value)
     assert diagnosis.problem is Problem.SETTINGS_INVALID
     assert "MAIL_CERT_BUNDLE" in diagnosis.message

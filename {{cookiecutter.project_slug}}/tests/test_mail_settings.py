@@ -197,3 +197,11 @@ def test_secret_forms_cover_every_encoding_smtp_sends(monkeypatch: pytest.Monkey
         base64.b64encode(f"\0mailer\0{PASSWORD}".encode()).decode(),  # AUTH PLAIN
     )
     assert load(monkeypatch, {"MAIL_PASSWORD": None, "MAIL_USE_CREDENTIALS": "false"}).secret_forms() == ()
+
+
+@pytest.mark.parametrize("name", ["FROM_ADDRESS", "MAIL_FROM_ADDRESS"])
+def test_only_mail_from_sets_the_sender(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "attacker@evil.test")
+
+    assert load(monkeypatch, {}).from_address == "noreply@example.com"
+    assert "MAIL_FROM is required" in refused(monkeypatch, {"MAIL_FROM": None})

@@ -113,7 +113,7 @@ def oauth_settings(server: SmtpServer, env: dict[str, str], **overrides: Any) ->
         name.removeprefix("MAIL_").lower(): value for name, value in server.env().items()
     }
     values.update({name.removeprefix("MAIL_").lower(): value for name, value in env.items()})
-    values.update(auth="xoauth2", username=MAILBOX, password="", from_address=MAILBOX)
+    values.update(auth="xoauth2", username=MAILBOX, password="", MAIL_FROM=MAILBOX)
     values.pop("from", None)
     values.update(overrides)
     return MailSettings(**values)
@@ -366,7 +366,7 @@ async def test_a_server_that_wants_oauth_points_at_mail_auth_xoauth2(ca: trustme
             port=server.port,
             username=MAILBOX,
             password="a-mailbox-password",
-            from_address=MAILBOX,
+            MAIL_FROM=MAILBOX,
             cert_bundle=ca_file,
             timeout=2,
         )

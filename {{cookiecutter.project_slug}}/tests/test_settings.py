@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr, ValidationError
 
+from {{ cookiecutter.package_name }}.api.deps import key_matches
 from {{ cookiecutter.package_name }}.mail import SettingsError
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import ApiSettings, Settings
 
 from .smtp_server import PASSWORD, SmtpServer
 
@@ -81,3 +83,62 @@ def test_bad_settings_stop_start_up_with_one_line_and_exit_code_2(
     [line] = result.stderr.strip().splitlines()
     assert "MAIL_USE_CREDENTIALS=true without TLS" in line
     assert PASSWORD not in line
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "change-me-local-dev-api-key",
+        "your-api-key-goes-here-0123",
+        "example-key-0123456789",
+        "A-PLACEHOLDER-0123456789",
+        "ChangeMe0123456789abcdef",
+    ],
+)
+def test_placeholder_keys_are_refused_outside_dev_mode(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setenv("API_KEYS", f"{API_KEY},{key}")
+
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env()
+
+    message = str(raised.value)
+    assert "API_KEYS: a key is a placeholder" in message
+    assert "DEV_MODE=true" in message
+    assert "secrets.token_urlsafe" in message
+    assert key not in message
+    assert len(message.splitlines()) == 1
+
+    monkeypatch.setenv("DEV_MODE", "true")
+    assert len(Settings.from_env().api.api_keys) == 2
+
+
+def test_the_env_example_key_is_refused_outside_dev_mode(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    [key] = [line.split("=", 1)[1] for line in example.splitlines() if line.startswith("API_KEYS=")]
+    monkeypatch.setenv("API_KEYS", key)
+
+    with pytest.raises(SettingsError, match="API_KEYS: a key is a placeholder"):
+        Settings.from_env()
+
+
+def test_a_direct_api_settings_load_hides_the_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "short-secret")
+    monkeypatch.setenv("MAX_RECIPIENTS", "short-secret-too")
+
+    with pytest.raises(ValidationError) as raised:
+        ApiSettings()
+
+    assert "short-secret" not in str(raised.value)
+
+
+def test_keys_of_another_length_do_not_match() -> None:
+    keys = (SecretStr(API_KEY),)
+
+    assert key_matches(API_KEY, keys)
+    assert not key_matches(API_KEY[:-1], keys)
+    assert not key_matches(API_KEY + "x", keys)
+    assert not key_matches("", keys)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from {{ cookiecutter.package_name }}.delivery.celery_app import TASK_NAME, CelerySettings
 from {{ cookiecutter.package_name }}.devsmtp import free_port
@@ -140,3 +141,12 @@ def test_worker_with_bad_mail_settings_stops_at_start_with_one_line(tmp_path: Pa
     assert completed.stderr.splitlines()[-1].startswith("error: invalid settings: MAIL_SERVER is required")
     assert "Traceback" not in completed.stderr
     assert "Mail-Pa55word" not in completed.stdout + completed.stderr
+
+
+def test_a_direct_celery_settings_load_hides_the_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", "redis://:broker-secret@host")
+
+    with pytest.raises(ValidationError) as raised:
+        CelerySettings()
+
+    assert "broker-secret" not in str(raised.value)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from kombu import Queue
 from kombu.exceptions import OperationalError
 
 from {{ cookiecutter.package_name }}.store import StoreSettings
@@ -50,7 +51,7 @@ def queue() -> Iterator[str]:
     name = f"test-{uuid.uuid4().hex}"
     yield name
     with Celery(broker=BROKER_URL, set_as_current=False).connection_for_write() as connection:
-        connection.default_channel.queue_delete(name)
+        Queue(name).bind(connection.default_channel).delete()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PROG = "python -m {{ cookiecutter.package_name }}"
+DEV_ONLY_MODULES = frozenset({"aiosmtpd", "trustme"})  # the dev SMTP server's, in the dev dependency group
 
 
 def dev_smtp(args: argparse.Namespace) -> int:
@@ -220,4 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run the chosen command; returns the exit code."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except ModuleNotFoundError as error:
+        missing = (error.name or "").partition(".")[0]
+        if missing not in DEV_ONLY_MODULES:
+            raise
+        print(
+            f"error: the dev SMTP server needs the dev dependencies ({missing} is not installed): "
+            "run `make setup`, or `pip install aiosmtpd trustme`",
+            file=sys.stderr,
+        )
+        return 2

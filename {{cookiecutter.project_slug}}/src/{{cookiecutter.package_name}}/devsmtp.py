@@ -166,13 +166,18 @@ def save_to_inbox(inbox: Path, received: Received) -> Path:
 
 
 def summary(received: Received) -> str:
-    """One line describing a received message, for the console."""
+    """One line describing a received message, for the console; control characters are escaped."""
     message = received.message
-    return (
+    try:
+        subject, notification_id = message.get("Subject", ""), message.get("X-Notification-ID", "-")
+    except Exception:  # the email package raises assorted errors on malformed headers
+        subject, notification_id = "(unreadable)", "-"
+    line = (
         f"[dev-smtp] from={received.mail_from} to={','.join(received.recipients)} "
-        f"subject={message.get('Subject', '')!r} id={message.get('X-Notification-ID', '-')} "
+        f"subject={str(subject)!r} id={notification_id} "
         f"tls={'yes' if received.tls else 'no'}"
     )
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in line)
 
 
 def start_dev_server(directory: Path, host: str = "127.0.0.1", port: int = 2525) -> Controller:

@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import health, notifications, status
+from .api import errors, health, notifications, status
+from .api.limits import RequestLimits
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
 from .settings import Settings
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.add_middleware(RequestLimits, settings=settings.api)
+    errors.install(app)
     app.include_router(health.router)
     app.include_router(notifications.router)
     app.include_router(status.router)

@@ -13,6 +13,8 @@ from .mail.headers import header_problem
 from .mail.templates import EmailTemplates
 
 NOTIFICATION_ID_HEADER = "X-Notification-ID"
+MAX_ADDRESSES = 1000
+"""Static bound on `to` and on `cc`, checked while parsing; MAX_RECIPIENTS is the configured one."""
 TEMPLATES = EmailTemplates(Path(__file__).parent / "templates" / "email")
 
 
@@ -21,8 +23,8 @@ class NotificationContent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    to: list[EmailStr] = Field(min_length=1, description="Recipients.")
-    cc: list[EmailStr] = Field(default_factory=list, description="Copy recipients.")
+    to: list[EmailStr] = Field(min_length=1, max_length=MAX_ADDRESSES, description="Recipients.")
+    cc: list[EmailStr] = Field(default_factory=list, max_length=MAX_ADDRESSES, description="Copy recipients.")
     reply_to: EmailStr | None = Field(default=None, description="Address replies go to.")
     subject: str = Field(min_length=1, max_length=998, description="Subject line; no line breaks.")
     body: str = Field(min_length=1, description="Plain-text body.")

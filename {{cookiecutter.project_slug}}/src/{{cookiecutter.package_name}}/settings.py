@@ -6,11 +6,12 @@ environment wins). `Settings.from_env()` reports every bad variable at once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .mail import MailSettings, SettingsError
@@ -18,12 +19,22 @@ from .mail.settings import SettingsT, describe_errors
 from .store import DeliverySettings, StoreSettings
 
 MIN_API_KEY_LENGTH = 16
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "example", "placeholder", "your-", "your_", "replace-me")
+"""Parts of keys copied from documentation (`.env.example`); refused unless DEV_MODE is on."""
+DOMAIN = re.compile(r"[^\s@*,/]+\.[^\s@*,/.]+")
+GENERATE_KEY_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 
 
 class ApiSettings(BaseSettings):
     """Who may call the API and how large a request may be."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a ValidationError's text must not carry API_KEYS
+    )
 
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         description="Comma-separated bearer keys accepted by the API; list several to rotate keys without downtime."
@@ -36,6 +47,25 @@ class ApiSettings(BaseSettings):
         ge=1,
         le=10 * 1024 * 1024,
         description="Largest notification body, in UTF-8 bytes.",
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest HTTP request body, in bytes; larger ones get 413 before they are read.",
+    )
+    api_body_timeout: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="Seconds a client may take to send a request body; slower ones get 408.",
+    )
+    allowed_recipient_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Comma-separated domains notifications may go to, each with its subdomains "
+            "(example.com allows a.example.com); empty: any domain."
+        ),
     )
     dev_mode: bool = Field(default=False, description="Development only: mount the dev inbox at /dev/inbox.")
     dev_smtp_dir: Path = Field(
@@ -56,11 +86,31 @@ class ApiSettings(BaseSettings):
         if not keys:
             raise ValueError("set at least one key (comma-separated for rotation)")
         if any(len(key.get_secret_value()) < MIN_API_KEY_LENGTH for key in keys):
-            raise ValueError(
-                f"every key needs at least {MIN_API_KEY_LENGTH} characters; generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-            )
+            raise ValueError(f"every key needs at least {MIN_API_KEY_LENGTH} characters; {GENERATE_KEY_HINT}")
         return keys
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_keys(self) -> ApiSettings:
+        if not self.dev_mode and any(is_placeholder(key) for key in self.api_keys):
+            raise ValueError(
+                "API_KEYS: a key is a placeholder from the documentation (allowed only with DEV_MODE=true); "
+                + GENERATE_KEY_HINT
+            )
+        return self
+
+    @field_validator("allowed_recipient_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(domain.strip().lower().rstrip(".") for domain in value.split(",") if domain.strip())
+        return value
+
+    @field_validator("allowed_recipient_domains")
+    @classmethod
+    def _check_domains(cls, domains: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(DOMAIN.fullmatch(domain) for domain in domains):
+            raise ValueError("list bare domains such as example.com (their subdomains are included)")
+        return domains
 
     @field_validator("log_level")
     @classmethod
@@ -68,6 +118,12 @@ class ApiSettings(BaseSettings):
         if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level.upper()
+
+
+def is_placeholder(key: SecretStr) -> bool:
+    """Whether `key` looks copied from documentation rather than generated."""
+    value = key.get_secret_value().lower()
+    return any(marker in value for marker in PLACEHOLDER_MARKERS)
 
 
 @dataclass(frozen=True)

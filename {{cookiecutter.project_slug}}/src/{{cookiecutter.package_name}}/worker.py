@@ -144,7 +144,7 @@ def start_dev_worker() -> Callable[[], None]:
     thread.start()
 
     def stop() -> None:
-        app.control.shutdown(destination=[controller.hostname])
+        app.control.shutdown(destination=[controller.hostname])  # type: ignore[attr-defined]  # set at start-up; celery-types lacks it
         thread.join(timeout=10)
         RUNTIME.close()
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from ..delivery import Delivery
 from ..settings import Settings
@@ -45,21 +48,31 @@ async def require_api_key(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> None:
-    """Accept the request only with `Authorization: Bearer <one of API_KEYS>`.
-
-    Every configured key is compared, each in constant time, so timing reveals neither
-    which key matched nor how much of one did.
-    """
-    presented = credentials.credentials.encode() if credentials else b""
-    matches = [
-        hmac.compare_digest(presented, key.get_secret_value().encode()) for key in settings.api.api_keys
-    ]
-    if not credentials or not any(matches):
+    """Accept the request only with `Authorization: Bearer <one of API_KEYS>`."""
+    if not credentials or not key_matches(credentials.credentials, settings.api.api_keys):
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid API key: send 'Authorization: Bearer <key>' with a key from API_KEYS",
+            detail=INVALID_KEY_MESSAGE,
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+INVALID_KEY_MESSAGE = (
+    "missing or invalid API key: send 'Authorization: Bearer <key>' with a key from API_KEYS"
+)
+
+
+def key_matches(presented: str, keys: Iterable[SecretStr]) -> bool:
+    """Whether `presented` is one of `keys`.
+
+    SHA-256 digests are compared, every key each in constant time, so timing reveals neither
+    which key matched, nor how much of one, nor the keys' lengths.
+    """
+    digest = hashlib.sha256(presented.encode()).digest()
+    matches = [
+        hmac.compare_digest(digest, hashlib.sha256(key.get_secret_value().encode()).digest()) for key in keys
+    ]
+    return any(matches)
 
 
 async def has_api_key(

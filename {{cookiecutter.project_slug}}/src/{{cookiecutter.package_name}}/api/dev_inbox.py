@@ -9,8 +9,10 @@ scripts, and the page shows it in an `<iframe sandbox>`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -33,9 +35,27 @@ PAGE_CSP = "; ".join(
     ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-src 'self'"]
 )
 # `sandbox` without allow-scripts: even opened on its own, an email's HTML runs no script, in an opaque origin.
-EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; font-src data:"
+# No remote images or fonts either: loading them would tell the sender the email was opened.
+EMAIL_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; font-src data:"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+UNREADABLE = "(unreadable message: open the raw .eml)"
 
-router = APIRouter(prefix="/dev/inbox", tags=["dev inbox"], include_in_schema=False)
+
+async def local_host_only(host: Annotated[str, Header()] = "") -> None:
+    """Refuse a Host other than localhost, 127.0.0.1 or [::1] (DNS rebinding from a web page)."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name.lower() not in LOCAL_HOSTS:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "the dev inbox answers only to localhost, 127.0.0.1 or [::1]"
+        )
+
+
+router = APIRouter(
+    prefix="/dev/inbox",
+    tags=["dev inbox"],
+    include_in_schema=False,
+    dependencies=[Depends(local_host_only)],
+)
 
 
 class MessageSummary(BaseModel):
@@ -105,15 +125,38 @@ def parse(data: bytes, *, headers_only: bool = False) -> EmailMessage:
     return message
 
 
+def readable(read: Callable[[], object]) -> str:
+    """`read()` as text; UNREADABLE when the email package fails on a malformed header."""
+    try:
+        return str(read())
+    except Exception:  # CPython's header parser raises assorted errors on bad input
+        return UNREADABLE
+
+
+def header(message: EmailMessage, name: str) -> str:
+    """The text of the first `name` header, "" when absent."""
+    return readable(lambda: message.get(name, ""))
+
+
+def all_headers(message: EmailMessage) -> list[tuple[str, str]]:
+    """Every header in order, each UNREADABLE when malformed."""
+    policy = message.policy
+    return [
+        (name, readable(functools.partial(policy.header_fetch_parse, name, raw)))
+        for name, raw in message.raw_items()
+    ]
+
+
 def summarize(path: Path, size: int, mtime: float, message: EmailMessage) -> MessageSummary:
-    """The list row of a parsed message."""
+    """The list row of a parsed message; malformed headers are shown as UNREADABLE."""
+    notification_id = header(message, "X-Notification-ID")
     return MessageSummary(
         id=path.stem,
         received=datetime.fromtimestamp(mtime, tz=UTC),
-        from_=str(message.get("From", "")),
-        to=str(message.get("To", "")),
-        subject=str(message.get("Subject", "")),
-        notification_id=message.get("X-Notification-ID"),
+        from_=header(message, "From"),
+        to=header(message, "To"),
+        subject=header(message, "Subject"),
+        notification_id=notification_id or None,
         size=size,
     )
 
@@ -175,8 +218,8 @@ async def get_message(path: MessageFileDep, store: StoreDep) -> MessageDetail:
     return MessageDetail(
         **summary.model_dump(),
         notification_status=record.status if record else None,
-        cc=str(message.get("Cc", "")),
-        headers=[(name, str(value)) for name, value in message.items()],
+        cc=header(message, "Cc"),
+        headers=all_headers(message),
         text=body_text(message, "plain"),
         html=body_text(message, "html"),
     )

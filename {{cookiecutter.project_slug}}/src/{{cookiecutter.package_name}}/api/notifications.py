@@ -15,6 +15,7 @@ from ..notifications import Notification, NotificationContent
 from ..settings import ApiSettings
 from ..store import IdempotencyKeyReusedError
 from .deps import DeliveryDep, SettingsDep, StoreDep, require_api_key
+from .recipients import check_recipients
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"])
@@ -84,6 +85,7 @@ async def create_notification(
 ) -> NotificationAccepted:
     """Queue an email to `to` (and `cc`): answered once it is committed, sent afterwards, with the id in X-Notification-ID."""
     check_limits(content, settings.api)
+    check_recipients(content, settings.api)
     notification = Notification.accept(content)
     try:
         notification_id, created = await store.add(

@@ -19,7 +19,12 @@ class CelerySettings(BaseSettings):
     """The broker and the workers' limits, from `CELERY_*` variables (and `.env`)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CELERY_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
+        env_prefix="CELERY_",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a ValidationError's text must not carry the broker password
     )
 
     broker_url: SecretStr = Field(

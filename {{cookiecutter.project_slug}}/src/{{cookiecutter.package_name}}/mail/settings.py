@@ -59,7 +59,6 @@ class MailSettings(BaseSettings):
         env_file=".env",
         env_ignore_empty=True,
         extra="ignore",
-        populate_by_name=True,
         frozen=True,
         hide_input_in_errors=True,  # a ValidationError's text must not carry MAIL_PASSWORD
     )
@@ -71,7 +70,7 @@ class MailSettings(BaseSettings):
     username: str = Field(default="", description="Login user name.")
     password: SecretStr = Field(default=SecretStr(""), description="Login password; never printed or logged.")
     from_address: EmailStr = Field(
-        validation_alias=AliasChoices("MAIL_FROM", "from_address"),
+        validation_alias=AliasChoices("MAIL_FROM"),  # only MAIL_FROM: no unprefixed FROM_ADDRESS
         description="Sender address (the From header).",
     )
     from_name: str = Field(default="", description="Sender display name.")
