@@ -101,8 +101,8 @@ function renderMessage(message) {
   $("cc").textContent = message.cc;
   for (const cc of document.querySelectorAll(".cc")) cc.hidden = !message.cc;
   $("received").textContent = `${new Date(message.received).toLocaleString()} · ${formatSize(message.size)}`;
-  const status = message.notification_status ? ` (${message.notification_status})` : "";
-  $("notification").textContent = message.notification_id ? message.notification_id + status : "none";
+  $("notification").textContent = message.notification_id || "none";
+  $("notification-status").textContent = message.notification_status ? `(${message.notification_status})` : "";
   $("raw").href = messageUrl(message.id, "/raw");
   $("raw").download = `${message.id}.eml`;
   $("text").textContent = message.text ?? "(this message has no text part)";
