@@ -52,6 +52,9 @@ ZONE: dict[str, list[tuple[str, str]]] = {
     "own-mail.com": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all"), ("MX", "mx.own-mail.com")],
     "mail.own-mail.com": [("A", "192.0.2.10")],
     "elsewhere.own-mail.com": [("A", "198.51.100.7")],
+    # mx-mail.com authorizes its MX hosts, one of which is the sending server
+    "mx-mail.com": [("TXT", "v=spf1 mx -all"), ("MX", "in.mx-mail.com")],
+    "in.mx-mail.com": [("A", "203.0.113.5")],
     "_dmarc.own-mail.com": [("TXT", "v=DMARC1; p=quarantine; adkim=s")],
     "sub.own-mail.com": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all")],
     "s1._domainkey.own-mail.com": [("TXT", GOOD_RECORD)],
@@ -119,6 +122,7 @@ def signing(key_file: Path, domain: str) -> dict[str, Any]:
         ("a@deep-mail.com", "smtp.sendgrid.net", Status.PROBLEM, "needs 16 DNS lookups; over 10"),
         ("a@own-mail.com", "mail.own-mail.com", Status.OK, "authorizes mail.own-mail.com's address"),
         ("a@own-mail.com", "192.0.2.99", Status.OK, "authorizes 192.0.2.99's address"),
+        ("a@mx-mail.com", "203.0.113.5", Status.OK, "authorizes 203.0.113.5's address"),
         (
             "a@own-mail.com",
             "elsewhere.own-mail.com",

@@ -204,6 +204,10 @@ def _walk_spf(resolver: Dns, domain: str, record: str, walk: _SpfWalk, depth: in
                 walk.error = walk.error or f"'{term}' in the record of {domain} is not a valid address"
         elif mechanism == "a" and match["qualifier"] in {"", "+"}:
             walk.networks.extend(ipaddress.ip_network(address) for address in resolver.addresses(target))
+        elif mechanism == "mx" and match["qualifier"] in {"", "+"}:
+            for exchange in resolver.lookup(target, "MX") or []:
+                hosts = resolver.addresses(str(exchange.exchange))
+                walk.networks.extend(ipaddress.ip_network(address) for address in hosts)
         elif mechanism in {"include"} or modifier == "redirect":
             walk.includes.add(target.lower().rstrip("."))
             if depth < SPF_LOOKUP_LIMIT and walk.lookups <= SPF_LOOKUP_LIMIT:
