@@ -43,11 +43,11 @@ class CelerySettings(BaseSettings):
         description="Redis: seconds after which a message taken by a worker that died is handed out again.",
     )
     task_time_limit: int = Field(
-        default=45,
+        default=900,
         ge=1,
         description=(
             "Seconds one send may take before its worker process is killed and replaced (the attempt counts); "
-            "must be below DELIVERY_LEASE."
+            "must exceed MAIL_DATA_TIMEOUT."
         ),
     )
 

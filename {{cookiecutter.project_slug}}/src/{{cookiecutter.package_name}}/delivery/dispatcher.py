@@ -142,7 +142,11 @@ class Dispatcher:
             )
 
     async def _deliver(self, record: NotificationRecord) -> Status:
-        outcome = await self._attempt(record)
+        renewal = asyncio.create_task(self._keep_lease(record), name=f"lease-{record.id}")
+        try:
+            outcome = await self._attempt(record)
+        finally:
+            renewal.cancel()
         if await self.store.record(record, outcome):
             if outcome.status != Status.SENT:  # a sent one was logged as delivered
                 logger.warning("notification %s %s: %s", record.id, outcome.status, outcome.reply)
@@ -151,6 +155,18 @@ class Dispatcher:
                 "notification %s: lease lost while sending; the other sender records it", record.id
             )
         return outcome.status
+
+    async def _keep_lease(self, record: NotificationRecord) -> None:
+        """Renew the lease every third of DELIVERY_LEASE while the send runs (the end of DATA may take
+        MAIL_DATA_TIMEOUT), so only a dead process's claim expires and is sent again."""
+        lease = self._settings.lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                if not await self.store.extend(record, lease):
+                    break
+            except Exception:  # the store is away: the lease may lapse; the next renewal tries again
+                logger.warning("notification %s: renewing its lease failed", record.id, exc_info=True)
 
     async def _attempt(self, record: NotificationRecord) -> Outcome:
         attempts, budget = record.attempt_count, self._settings.max_attempts

@@ -259,6 +259,11 @@ class NotificationStore:
         async with self._write_lock, self._sessions.begin() as session:
             return list(await session.scalars(claim))
 
+    async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
+        """Push the lease on `claimed` to `lease` seconds from now (a slow send keeps its claim); False if lost."""
+        until = utcnow() + timedelta(seconds=lease)
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, {"lease_until": until}))
+
     async def record(self, claimed: NotificationRecord, outcome: Outcome) -> bool:
         """Record `outcome` of the attempt on `claimed`; False if its lease was lost meanwhile."""
         now = utcnow()

@@ -78,7 +78,7 @@ class DeliverySettings(BaseSettings):
         le=DAY,
         description=(
             "Seconds a sender holds a notification it claimed; if its process dies, the notification is sent "
-            "again after this. Must exceed the longest send."
+            "again after this. A running send renews it every third of this."
         ),
     )
     concurrency: int = Field(
