@@ -45,7 +45,8 @@ def test_generated_code_passes_mypy_strict(tmp_path: Path, answers: dict[str, st
         if override.get("ignore_missing_imports")
         for module in override["module"]
     ]
-    assert unchecked == []  # Celery and kombu are checked against celery-types, not skipped
+    # Only libraries without type information are skipped; Celery and kombu are checked against celery-types.
+    assert {module.split(".")[0] for module in unchecked} <= {"asyncpg", "authlib", "dkim", "dnslib"}
 
 
 def make(project: Path, target: str, env: dict[str, str]) -> None:

@@ -129,7 +129,8 @@ def pre_commit_configs() -> list[Path]:
 @pytest.mark.parametrize("config", pre_commit_configs(), ids=["generated", "template-repo"])
 def test_every_hook_installs_from_the_package_index_alone(config: Path) -> None:
     """`repo: local` hooks only, in languages needing no clone, with every Python dependency pinned."""
-    text = config.read_text()
+    # Jinja's `{% if %}` lines (per-option dependencies) are not YAML: check the union of the options.
+    text = "\n".join(line for line in config.read_text().splitlines() if not line.lstrip().startswith("{%"))
     assert "://" not in text, "a URL in the hook config means a clone at install time"
     hooks = [hook for repo in yaml.safe_load(text)["repos"] for hook in repo["hooks"]]
     assert {repo["repo"] for repo in yaml.safe_load(text)["repos"]} == {"local"}

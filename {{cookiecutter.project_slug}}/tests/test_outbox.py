@@ -123,11 +123,11 @@ def test_transient_reply_is_retried_from_the_store_with_the_same_message_id(
 def test_a_send_slower_than_the_lease_keeps_its_claim_and_goes_out_once(
     database_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    smtp_server.handler.delay = 3.5  # the end of DATA is answered after three and a half leases
-    with service(monkeypatch, DELIVERY_LEASE="1", DELIVERY_POLL_INTERVAL="0.1") as client:
+    smtp_server.handler.delay = 5  # the end of DATA is answered after two and a half leases
+    with service(monkeypatch, DELIVERY_LEASE="2", DELIVERY_POLL_INTERVAL="0.1") as client:
         notification_id = client.post("/notifications", json=NOTIFICATION, headers=auth()).json()["id"]
         sent = wait_for_status(client, notification_id, "sent")
-        time.sleep(1.5)  # a lapsed lease would be claimed again by now
+        time.sleep(2.5)  # a lapsed lease would be claimed again by now
 
     assert len(sent["attempts"]) == 1
     assert len(smtp_server.received) == 1

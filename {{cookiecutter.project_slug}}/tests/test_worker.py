@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from {{ cookiecutter.package_name }}.delivery.celery_app import TASK_NAME, CelerySettings
 from {{ cookiecutter.package_name }}.devsmtp import free_port
-from {{ cookiecutter.package_name }}.mail import MailSettings, SettingsError, load_settings
+from {{ cookiecutter.package_name }}.mail import SettingsError, load_settings
 from {{ cookiecutter.package_name }}.store import DeliverySettings, StoreSettings
 from {{ cookiecutter.package_name }}.worker import check_limits, start_dev_worker
 
@@ -80,21 +80,15 @@ def test_broker_outage_still_answers_202_and_the_sweeper_publishes_later(
     assert delivered_ids(smtp_server) == [notification_id]
 
 
-def test_time_limit_must_outlast_the_reply_to_the_end_of_data(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_time_limit_must_end_a_send_before_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CELERY_TASK_TIME_LIMIT", "60")
-    mail = MailSettings(
-        server="smtp.example.com",
-        port=587,
-        MAIL_FROM="noreply@example.com",
-        use_credentials=False,
-        data_timeout=60,
-    )
+    monkeypatch.setenv("DELIVERY_LEASE", "60")
 
     with pytest.raises(SettingsError) as raised:
-        check_limits(load_settings(CelerySettings), mail)
+        check_limits(load_settings(CelerySettings), load_settings(DeliverySettings))
 
     message = str(raised.value)
-    assert "CELERY_TASK_TIME_LIMIT (60 s) must exceed MAIL_DATA_TIMEOUT (60 s)" in message
+    assert "CELERY_TASK_TIME_LIMIT (60 s) must be below DELIVERY_LEASE (60 s)" in message
     assert "\n" not in message
 
 

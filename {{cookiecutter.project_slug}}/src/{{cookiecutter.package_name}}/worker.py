@@ -5,7 +5,7 @@ lease (DELIVERY_LEASE) and sends it through its process's pooled `Mailer`; a not
 sent, failed, or claimed by another worker is skipped, so a message delivered twice sends nothing
 twice. Failures are recorded in the store like in-process delivery: transient ones are rescheduled
 (the service's sweeper publishes them when due), permanent ones become `failed`. A worker process
-killed mid-send (CELERY_TASK_TIME_LIMIT, SIGKILL) stops renewing its claim, which then expires; the attempt counts,
+killed mid-send (CELERY_TASK_TIME_LIMIT, SIGKILL) leaves its claim to expire; the attempt counts,
 and a notification past DELIVERY_MAX_ATTEMPTS becomes `failed`. A send that reached the server
 just before the kill is sent again: both copies carry the same Message-ID and X-Notification-ID.
 """
@@ -40,14 +40,12 @@ from .store import (
 logger = logging.getLogger(__name__)
 
 
-def check_limits(celery: CelerySettings, mail: MailSettings) -> None:
-    """A worker must not be killed while the server may still accept the message: the time limit has to
-    exceed MAIL_DATA_TIMEOUT, or a slow reply to the end of DATA becomes a second copy."""
-    if celery.task_time_limit <= mail.data_timeout:
+def check_limits(celery: CelerySettings, delivery: DeliverySettings) -> None:
+    """A send must end (or be killed) before its lease expires, or another worker sends it too."""
+    if celery.task_time_limit >= delivery.lease:
         raise SettingsError(
-            f"invalid settings: CELERY_TASK_TIME_LIMIT ({celery.task_time_limit} s) must exceed "
-            f"MAIL_DATA_TIMEOUT ({mail.data_timeout:g} s), or a send killed while the server answers the "
-            "end of the message is sent a second time"
+            f"invalid settings: CELERY_TASK_TIME_LIMIT ({celery.task_time_limit} s) must be below "
+            f"DELIVERY_LEASE ({delivery.lease:g} s), or a slow send is claimed and sent a second time"
         )
 
 
@@ -162,7 +160,8 @@ def exit_with(error: SettingsError | SchemaError) -> NoReturn:
 def _check_settings(**_: object) -> None:
     """At worker start, before any message is taken: the settings must load and the store be migrated."""
     try:
-        check_limits(load_settings(CelerySettings), load_settings(MailSettings))
+        load_settings(MailSettings)
+        check_limits(load_settings(CelerySettings), load_settings(DeliverySettings))
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
     except (SettingsError, SchemaError) as error:
         exit_with(error)

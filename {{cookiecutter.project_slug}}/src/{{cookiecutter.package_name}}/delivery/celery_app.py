@@ -43,11 +43,11 @@ class CelerySettings(BaseSettings):
         description="Redis: seconds after which a message taken by a worker that died is handed out again.",
     )
     task_time_limit: int = Field(
-        default=900,
+        default=45,
         ge=1,
         description=(
             "Seconds one send may take before its worker process is killed and replaced (the attempt counts); "
-            "must exceed MAIL_DATA_TIMEOUT."
+            "must be below DELIVERY_LEASE."
         ),
     )
 
