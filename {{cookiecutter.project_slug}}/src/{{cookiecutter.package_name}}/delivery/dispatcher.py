@@ -202,7 +202,7 @@ class Dispatcher:
         )
         deferred = [address for address, reply in result.refused.items() if reply.startswith("4")]
         refused = {address: reply for address, reply in result.refused.items() if address not in deferred}
-        reply = f"250 {result.reply}".strip()
+        reply = result.reply or "250"  # the server's reply to the end of DATA, e.g. "250 2.0.0 queued as ..."
         if deferred:
             refusals = {address: result.refused[address] for address in deferred}
             summary = "; ".join(f"{address}: {text}" for address, text in refusals.items())
