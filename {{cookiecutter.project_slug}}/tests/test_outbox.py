@@ -231,7 +231,8 @@ def test_notifications_accepted_while_the_server_is_down_go_out_when_it_is_back(
                 wait_for_status(client, each, "sent", timeout=20)
             arrived = sorted(received.message["X-Notification-ID"] for received in back.received)
 
-    assert {answer["status"] for answer in down} == {"retrying"}
+    # A snapshot may catch one mid-attempt; none is sent or given up while the server is down.
+    assert {answer["status"] for answer in down} <= {"retrying", "sending"}
     assert all(len(answer["attempts"]) >= 3 for answer in down)
     assert all("connect to localhost" in answer["last_error"] for answer in down)
     assert arrived == sorted(ids)
