@@ -108,3 +108,23 @@ def project(delivery: str, request: pytest.FixtureRequest) -> Path:
 def answers_id(answers: dict[str, Any]) -> str:
     """A readable test id for a set of answers."""
     return ",".join(f"{key}={value}" for key, value in answers.items()) or "defaults"
+
+
+@pytest.hookimpl(trylast=True)  # after `-m`/`-k` deselection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run each generated suite once: where the fresh-virtualenv test of a delivery is selected (its
+    `make test` and `make lint` run that render's suite and mypy), deselect the shared-venv runs of the same answers."""
+    functions = [item for item in items if isinstance(item, pytest.Function) and hasattr(item, "callspec")]
+    fresh = "test_fresh_render_passes_setup_test_lint_and_pre_commit"
+    covered = [
+        {"delivery": item.callspec.params["delivery"]} for item in functions if item.originalname == fresh
+    ]
+    shared = {"test_generated_suite_passes", "test_generated_code_passes_mypy_strict"}
+    duplicates = [
+        item
+        for item in functions
+        if item.originalname in shared and item.callspec.params.get("answers") in covered
+    ]
+    if duplicates:
+        config.hook.pytest_deselected(items=duplicates)
+        items[:] = [item for item in items if item not in duplicates]
