@@ -15,6 +15,9 @@ from .service_process import ServiceProcess
 from .smtp_server import SmtpServer
 from .test_outbox import NOTIFICATION, wait_for_status
 
+LEASE = "5"
+"""DELIVERY_LEASE of both processes (s): short, so the test waits seconds for the dead one's claims, not a minute."""
+
 
 def sending_now(database_url: str) -> int:
     """How many notifications are claimed (`sending`) in the store at `database_url`."""
@@ -35,7 +38,7 @@ def test_a_killed_service_loses_nothing_and_duplicates_at_most_its_sends_in_flig
     smtp_server.handler.delay = 0.2  # a slow server: 0.2 s per message
     migrate(database_url)
     log = tmp_path / "service.log"
-    first = ServiceProcess(log).start()
+    first = ServiceProcess(log, DELIVERY_LEASE=LEASE).start()
     with httpx.Client(base_url=first.url, headers=auth(), timeout=30) as client:
         ids = {client.post("/notifications", json=NOTIFICATION).json()["id"] for _ in range(200)}
     smtp_server.handler.wait_for(10, timeout=30)
@@ -43,9 +46,12 @@ def test_a_killed_service_loses_nothing_and_duplicates_at_most_its_sends_in_flig
     in_flight = sending_now(database_url)
     delivered_before = len(smtp_server.received)
 
-    # Default settings: what the dead process held is claimed again once DELIVERY_LEASE (60 s) expired.
-    with ServiceProcess(log) as second, httpx.Client(base_url=second.url, headers=auth()) as client:
-        deadline = time.monotonic() + 60 + 40 + 30
+    # What the dead process held is claimed again once its DELIVERY_LEASE expired.
+    with (
+        ServiceProcess(log, DELIVERY_LEASE=LEASE) as second,
+        httpx.Client(base_url=second.url, headers=auth()) as client,
+    ):
+        deadline = time.monotonic() + float(LEASE) + 40 + 30
         while {r.message["X-Notification-ID"] for r in smtp_server.received} != ids:
             assert time.monotonic() < deadline, f"{len(smtp_server.received)} of 200 arrived"
             time.sleep(0.5)
