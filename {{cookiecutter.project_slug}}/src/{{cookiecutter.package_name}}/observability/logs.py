@@ -1,8 +1,9 @@
 """Logs: text or JSON lines on stderr, each naming the request and the notification it is about.
 
-The service, the Celery worker and the CLI call `configure_logging`. The ids come from context
-variables: `api.request_id.RequestIdMiddleware` sets the request's, and the dispatcher sets both around each
-delivery (`log_context`), so every line logged meanwhile names them, the mailer's retries included.
+Every process of the service (the API, workers, the CLI) calls `configure_logging`. The ids come
+from context variables: `api.request_id.RequestIdMiddleware` sets the request's, and the dispatcher
+sets both around each delivery (`log_context`), so every line logged meanwhile names them, the
+mailer's retries included.
 """
 
 from __future__ import annotations
