@@ -8,25 +8,25 @@ import subprocess
 {%- endif %}
 import uuid
 from datetime import datetime, timedelta
-{%- if cookiecutter.delivery == "celery" %}
 from pathlib import Path
-{%- endif %}
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.cli import main as cli_main
-{%- if cookiecutter.delivery == "celery" %}
 from {{ cookiecutter.package_name }}.store import StoreSettings
+{%- if cookiecutter.delivery == "celery" %}
 
 from .celery_worker import TaskTracker, worker_command, worker_environment
 from .conftest import API_KEY, auth, migrate, service
 from .redis_server import running_redis
 {%- else %}
 
-from .conftest import API_KEY, auth, service
+from .conftest import API_KEY, auth, migrate, service
 {%- endif %}
+from .service_process import ServiceProcess
 from .smtp_server import PASSWORD, SmtpServer
 from .test_outbox import wait_for_status
 
@@ -164,6 +164,24 @@ def test_text_lines_end_with_the_ids(
         line for line in output.splitlines() if f"notification {notification_id} delivered" in line
     ]
     assert delivered.endswith(ids)
+
+
+def test_uvicorn_lines_are_json_too_and_its_access_lines_carry_the_request_id(
+    smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    migrate(StoreSettings().database_url)
+    log = tmp_path / "service.log"
+    with ServiceProcess(log, log_level="info", LOG_FORMAT="json") as process:
+        answer = httpx.get(f"{process.url}/health/ready", headers={"X-Request-ID": REQUEST_ID})
+
+    assert answer.headers["X-Request-ID"] == REQUEST_ID
+    lines = json_lines(log.read_text())
+    server = [line["message"] for line in lines if line["logger"] == "uvicorn.error"]
+    assert "Application startup complete." in server
+    access_lines = [line for line in lines if line["logger"] == "uvicorn.access"]
+    [access] = [line for line in access_lines if "/health/ready" in line["message"]]  # start() polls /health
+    assert access["request_id"] == REQUEST_ID
+    assert access["message"].endswith('"GET /health/ready HTTP/1.1" 200')
 
 
 def test_a_bad_log_format_is_named_in_one_line(
