@@ -22,6 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 NOTIFICATION_ID: ContextVar[str | None] = ContextVar("notification_id", default=None)
+IDS = (("notification_id", NOTIFICATION_ID), ("request_id", REQUEST_ID))
+"""The record attribute (and JSON field) each id goes in, and where it comes from."""
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access")
 """Loggers uvicorn gives handlers of their own; their lines go through ours instead."""
@@ -49,22 +51,21 @@ class LogSettings(BaseSettings):
 @contextmanager
 def log_context(notification_id: str, request_id: str | None = None) -> Iterator[None]:
     """Name `notification_id` (and `request_id`, when given) in every line logged in the block."""
-    tokens = [NOTIFICATION_ID.set(notification_id)]
-    if request_id is not None:
-        tokens.append(REQUEST_ID.set(request_id))
+    notification_token = NOTIFICATION_ID.set(notification_id)
+    request_token = None if request_id is None else REQUEST_ID.set(request_id)
     try:
         yield
     finally:
-        NOTIFICATION_ID.reset(tokens[0])
-        if len(tokens) > 1:
-            REQUEST_ID.reset(tokens[1])
+        NOTIFICATION_ID.reset(notification_token)
+        if request_token is not None:
+            REQUEST_ID.reset(request_token)
 
 
 class ContextFilter(logging.Filter):
     """Puts the ids of the context on each record (`request_id`, `notification_id`: None when unknown)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for name, variable in (("request_id", REQUEST_ID), ("notification_id", NOTIFICATION_ID)):
+        for name, variable in IDS:
             if getattr(record, name, None) is None:
                 setattr(record, name, variable.get())
         return True
@@ -78,14 +79,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        ids = [
-            f"{label}={value}"
-            for label, value in (
-                ("notification", getattr(record, "notification_id", None)),
-                ("request", getattr(record, "request_id", None)),
-            )
-            if value
-        ]
+        known = ((name, getattr(record, name, None)) for name, _ in IDS)
+        ids = [f"{name.removesuffix('_id')}={value}" for name, value in known if value]
         if not ids:
             return line
         first, newline, rest = line.partition("\n")  # after the message, before a traceback
@@ -103,7 +98,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in ("notification_id", "request_id"):
+        for name, _ in IDS:
             value = getattr(record, name, None)
             if value:
                 line[name] = str(value)
