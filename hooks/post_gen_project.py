@@ -23,6 +23,7 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
             "src/{package}/delivery/queued.py",
             "src/{package}/worker.py",
             "tests/celery_worker.py",
+            "tests/redis_server.py",
             "tests/test_worker.py",
             "tests/test_worker_redis.py",
             "docs/celery.md",

@@ -126,12 +126,16 @@ def test_every_dependency_is_awaited_healthy(project: Path) -> None:
         assert "api" in services["worker"]["depends_on"]
 
 
-def test_api_health_check_probes_health_on_the_served_port(project: Path) -> None:
+def test_api_health_checks_probe_readiness_on_the_served_port(project: Path) -> None:
     test = compose(project)["services"]["api"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     code = test[3]
     compile(code, "healthcheck", "exec")
-    assert "urlopen('http://127.0.0.1:8000/health'" in code
+    assert "urlopen('http://127.0.0.1:8000/health/ready'" in code  # readiness, not liveness
+    dockerfile = (project / "Dockerfile").read_text()
+    healthcheck = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    assert healthcheck is not None
+    assert yaml.safe_load(healthcheck.group(1)) == ["python", "-c", code]
     cmd = re.search(r"^CMD (\[.*\])$", (project / "Dockerfile").read_text(), re.MULTILINE)
     assert cmd is not None
     assert yaml.safe_load(cmd.group(1)) == [

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
-from celery.signals import after_task_publish, setup_logging, task_postrun
+from celery.signals import after_task_publish, task_postrun
 from pydantic import SecretStr
 
 from {{ cookiecutter.package_name }} import worker
@@ -91,10 +91,6 @@ async def migrate_startup_store() -> None:
         await engine.dispose()
 
 
-def _leave_logging_to_pytest(**_: Any) -> None:
-    """Connected to `setup_logging`, so the worker does not reconfigure the root logger."""
-
-
 @pytest.fixture(scope="session")
 def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
     """A real worker thread (solo pool) consuming the in-memory broker, for the whole session."""
@@ -103,7 +99,6 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
     # CELERY_BROKER_URL in the environment would override broker_url (Celery reads it on every
     # connection); the explicit read and write URLs keep this worker on the memory broker.
     app.conf.update(broker_read_url=MEMORY_BROKER, broker_write_url=MEMORY_BROKER)
-    setup_logging.connect(_leave_logging_to_pytest)
     with ExitStack() as stack:
         # The worker checks the MAIL_* settings as it starts; each test's first send reads that test's own.
         with pytest.MonkeyPatch.context() as patch:
@@ -118,7 +113,6 @@ def celery_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Celery]:
         yield app
         # Told over the broker, the worker stops at once instead of after two 2-second polls.
         app.control.shutdown(destination=[worker.hostname])  # type: ignore[attr-defined]  # celery-types lacks it
-    setup_logging.disconnect(_leave_logging_to_pytest)
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ SERVICE_VARIABLE_PREFIXES = (
     "API_",
     "MAX_",
     "DEV_",
-    "LOG_LEVEL",
+    "LOG_",
     "DATABASE_URL",
     "DELIVERY_",
     "IDEMPOTENCY_KEY_TTL",

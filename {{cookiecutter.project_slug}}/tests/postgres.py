@@ -38,9 +38,14 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 class PostgresServer:
-    """A running server; `database()` makes a fresh, empty database and returns its asyncpg URL."""
+    """A server in `folder`; `database()` makes a fresh, empty database and returns its asyncpg URL.
 
-    def __init__(self, port: int) -> None:
+    `stop()` and `start()` take it down and bring it back on the same port, its databases kept.
+    """
+
+    def __init__(self, binaries: Path, folder: Path, port: int) -> None:
+        self.binaries = binaries
+        self.folder = folder
         self.port = port
 
     def url(self, database: str = "postgres") -> str:
@@ -59,27 +64,35 @@ class PostgresServer:
         asyncio.run(create())
         return self.url(name)
 
+    def start(self) -> None:
+        """pg_ctl start, waiting until it accepts connections."""
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        data, log = str(self.folder / "data"), str(self.folder / "log")
+        self.run("pg_ctl", "-D", data, "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        """pg_ctl stop, at once (connections are cut)."""
+        self.run("pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
+
+    def run(self, program: str, *arguments: str) -> None:
+        """Run one of the PostgreSQL programs (as the postgres user when this is root)."""
+        command = _as_postgres([str(self.binaries / program), *arguments])
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
 
 @contextmanager
 def running_postgres(binaries: Path) -> Iterator[PostgresServer]:
     """initdb + pg_ctl start on a free loopback port; stopped and deleted afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="pg-test-"))
-    data = folder / "data"
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
-    port = free_port()
-
-    def run(program: str, *arguments: str) -> None:
-        command = _as_postgres([str(binaries / program), *arguments])
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
+    server = PostgresServer(binaries, folder, free_port())
     try:
-        run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        run("pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+        server.run("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        server.start()
         try:
-            yield PostgresServer(port)
+            yield server
         finally:
-            run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+            server.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

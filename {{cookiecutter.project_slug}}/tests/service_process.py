@@ -20,8 +20,10 @@ from .conftest import API_KEY
 class ServiceProcess:
     """`uvicorn {{ cookiecutter.package_name }}.main:app` on a free port, with this process's environment."""
 
-    def __init__(self, log: Path, **env: str) -> None:
+    def __init__(self, log: Path, log_level: str = "warning", **env: str) -> None:
         self.port = free_port()
+        self.log_level = log_level
+        """uvicorn's --log-level."""
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log
         self._env = {**os.environ, "API_KEYS": API_KEY, "PYTHONPATH": os.pathsep.join(sys.path), **env}
@@ -39,7 +41,7 @@ class ServiceProcess:
                     "--port",
                     str(self.port),
                     "--log-level",
-                    "warning",
+                    self.log_level,
                 ],
                 env=self._env,
                 stdout=log,

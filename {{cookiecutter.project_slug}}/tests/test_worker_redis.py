@@ -61,9 +61,7 @@ def worker(smtp_server: SmtpServer, queue: str, tmp_path: Path) -> Iterator[subp
     environment = worker_environment(CELERY_BROKER_URL=BROKER_URL, CELERY_QUEUE=queue)
     with (tmp_path / "worker.log").open("wb") as log:
         process = subprocess.Popen(
-            worker_command(
-                "--concurrency", "2", "--loglevel", "INFO", "--without-mingle", "--without-gossip"
-            ),
+            worker_command("--concurrency", "2", "--without-mingle", "--without-gossip"),
             env=environment,
             cwd=tmp_path,
             stdout=log,

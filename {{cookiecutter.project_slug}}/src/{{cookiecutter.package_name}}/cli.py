@@ -115,10 +115,12 @@ def purge(args: argparse.Namespace) -> int:
 
     from .delivery.dispatcher import apply_retention
     from .mail import SettingsError, load_settings
+    from .observability.logs import LogSettings, configure_logging
     from .store import NotificationStore, SchemaError, StoreSettings, check_schema, open_engine
 
     try:
         settings = load_settings(StoreSettings)
+        configure_logging(load_settings(LogSettings))
     except SettingsError as error:
         return fail(error)
 

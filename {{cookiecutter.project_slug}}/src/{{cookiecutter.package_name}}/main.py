@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -14,8 +13,10 @@ from fastapi import FastAPI
 from . import SERVICE_NAME
 from .api import errors, health, notifications, status
 from .api.limits import RequestLimits
+from .api.request_id import RequestIdMiddleware
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
+from .observability.logs import configure_logging
 from .settings import Settings
 from .store import NotificationStore, SchemaError, check_schema, open_engine
 
@@ -25,7 +26,7 @@ SERVICE_DESCRIPTION = {{ cookiecutter.description | tojson }}
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; settings default to the environment and `.env`."""
     settings = settings or Settings.from_env()
-    configure_logging(settings.api.log_level)
+    configure_logging(settings.logs)
     check_store(settings.store.database_url)
 
     @asynccontextmanager
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(RequestLimits, settings=settings.api)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the 401 and 413 of RequestLimits carry the id too
     errors.install(app)
     app.include_router(health.router)
     app.include_router(notifications.router)
@@ -76,13 +78,6 @@ def check_store(database_url: str) -> None:
     thread.join()
     if failure:
         raise failure[0]
-
-
-def configure_logging(level: str) -> None:
-    """Log to stderr with the notification ids the modules put in their messages."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("{{ cookiecutter.package_name }}").setLevel(level)
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .mail import MailSettings, SettingsError
 from .mail.settings import SettingsT, describe_errors
+from .observability.logs import LogSettings
 from .store import DeliverySettings, StoreSettings
 
 MIN_API_KEY_LENGTH = 16
@@ -71,7 +72,6 @@ class ApiSettings(BaseSettings):
     dev_smtp_dir: Path = Field(
         default=Path(".dev-smtp"), description="Folder of the embedded dev SMTP server (CA and inbox)."
     )
-    log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -112,13 +112,6 @@ class ApiSettings(BaseSettings):
             raise ValueError("list bare domains such as example.com (their subdomains are included)")
         return domains
 
-    @field_validator("log_level")
-    @classmethod
-    def _check_log_level(cls, level: str) -> str:
-        if level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
-        return level.upper()
-
 
 def is_placeholder(key: SecretStr) -> bool:
     """Whether `key` looks copied from documentation rather than generated."""
@@ -134,6 +127,7 @@ class Settings:
     mail: MailSettings
     store: StoreSettings
     delivery: DeliverySettings
+    logs: LogSettings
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -143,9 +137,10 @@ class Settings:
         mail = _load(MailSettings, problems)
         store = _load(StoreSettings, problems)
         delivery = _load(DeliverySettings, problems)
-        if api is None or mail is None or store is None or delivery is None:
+        logs = _load(LogSettings, problems)
+        if api is None or mail is None or store is None or delivery is None or logs is None:
             raise SettingsError("invalid settings: " + "; ".join(problems))
-        return cls(api=api, mail=mail, store=store, delivery=delivery)
+        return cls(api=api, mail=mail, store=store, delivery=delivery, logs=logs)
 
 
 def _load(model: type[SettingsT], problems: list[str]) -> SettingsT | None:

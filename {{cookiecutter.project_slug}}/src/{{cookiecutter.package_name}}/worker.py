@@ -21,12 +21,13 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
+from celery.signals import setup_logging, worker_init, worker_process_shutdown, worker_shutdown
 
 from . import SERVICE_NAME
 from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_celery_app
 from .delivery.dispatcher import Dispatcher
 from .mail import Mailer, MailSettings, SettingsError, load_settings
+from .observability.logs import LogSettings, configure_logging
 from .store import (
     DeliverySettings,
     NotificationStore,
@@ -175,10 +176,20 @@ async def _check_store(database_url: str) -> None:
         await engine.dispose()
 
 
+def _configure_logging(**_: object) -> None:
+    """Celery's `setup_logging`: workers log like the service (LOG_LEVEL, LOG_FORMAT, the ids), and Celery
+    leaves the root logger alone (its --loglevel is not used)."""
+    try:
+        configure_logging(load_settings(LogSettings))
+    except SettingsError as error:
+        exit_with(error)
+
+
 def _close(**_: object) -> None:
     RUNTIME.close()
 
 
+setup_logging.connect(_configure_logging)
 worker_init.connect(_check_settings)
 worker_process_shutdown.connect(_close)
 worker_shutdown.connect(_close)

@@ -1,21 +1,29 @@
-"""Liveness and SMTP reachability."""
+"""Liveness, readiness (the store{{ " and the broker" if cookiecutter.delivery == "celery" else "" }}) and SMTP reachability."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+{% if cookiecutter.delivery == "celery" -%}
+from ..delivery.queued import CeleryDelivery
+{% endif -%}
 from ..mail.doctor import Diagnosis, Problem, probe
 from ..mail.settings import MailSettings
-from .deps import has_api_key
+from .deps import StoreDep, has_api_key
 
 MAIL_PROBE_TTL = 5.0
 """Seconds one probe result answers /health/mail, so polling it cannot hammer the SMTP server."""
+READY_TIMEOUT = 2.0
+"""Seconds /health/ready waits for each part before calling it failing."""
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -23,6 +31,42 @@ router = APIRouter(tags=["health"])
 async def health() -> dict[str, str]:
     """200 while the process is up."""
     return {"status": "ok"}
+
+
+@router.get(
+    "/health/ready",
+    responses={
+        200: {"description": "Ready: the store{{ " and the broker" if cookiecutter.delivery == "celery" else "" }} answer."},
+        503: {"description": "Not ready: `failing` names the parts that do not answer ({{ "`store`, `broker`" if cookiecutter.delivery == "celery" else "`store`" }})."},
+    },
+)
+{%- if cookiecutter.delivery == "celery" %}
+async def ready(request: Request, store: StoreDep) -> JSONResponse:
+    """Readiness: can this process take and deliver notifications? No key needed, no details given."""
+    delivery: CeleryDelivery = request.app.state.delivery
+    checks = {"store": store.ping(), "broker": delivery.ping()}
+{%- else %}
+async def ready(store: StoreDep) -> JSONResponse:
+    """Readiness: can this process take and deliver notifications? No key needed, no details given."""
+    checks = {"store": store.ping()}
+{%- endif %}
+    answers = await asyncio.gather(*(_answers(part, check) for part, check in checks.items()))
+    failing = [part for part, ok in zip(checks, answers, strict=True) if not ok]
+    if failing:
+        body = {"status": "unavailable", "failing": failing, "detail": f"not answering: {', '.join(failing)}"}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def _answers(part: str, check: Awaitable[None]) -> bool:
+    """Whether `check` passes within READY_TIMEOUT; a failure is logged by its kind only (no URL)."""
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await check
+    except Exception as error:
+        logger.warning("readiness: the %s does not answer (%s)", part, type(error).__name__)
+        return False
+    return True
 
 
 class ProbeCache:

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from ..notifications import Notification, NotificationContent
+from ..observability.logs import REQUEST_ID, log_context
 from ..settings import ApiSettings
 from ..store import IdempotencyKeyReusedError
 from .deps import DeliveryDep, SettingsDep, StoreDep, require_api_key
@@ -95,6 +96,7 @@ async def create_notification(
             idempotency_key=idempotency_key,
             request_hash=request_hash(content) if idempotency_key else None,
             key_ttl=settings.store.idempotency_key_ttl,
+            request_id=REQUEST_ID.get(),
         )
     except IdempotencyKeyReusedError:
         raise RequestValidationError(
@@ -108,7 +110,10 @@ async def create_notification(
         ) from None
     if created:
         await delivery.submit(notification_id)
-        logger.info(
-            "notification %s queued for %d recipient(s)", notification_id, len(content.to) + len(content.cc)
-        )
+        with log_context(notification_id):
+            logger.info(
+                "notification %s queued for %d recipient(s)",
+                notification_id,
+                len(content.to) + len(content.cc),
+            )
     return NotificationAccepted(id=notification_id)

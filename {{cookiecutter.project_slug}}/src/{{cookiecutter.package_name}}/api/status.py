@@ -38,6 +38,7 @@ class NotificationStatus(BaseModel):
     next_attempt_at: datetime | None = Field(description="When the next attempt is due (queued or retrying).")
     finished_at: datetime | None = Field(description="When it was sent or failed for good.")
     last_error: str | None = Field(description="The last failure, one line (no secrets).")
+    request_id: str | None = Field(description="The X-Request-ID of the request that created it.")
 
     @classmethod
     def of(cls, record: NotificationRecord) -> NotificationStatus:
@@ -53,6 +54,7 @@ class NotificationStatus(BaseModel):
             next_attempt_at=None if finished else record.next_attempt_at,
             finished_at=record.finished_at,
             last_error=record.last_error,
+            request_id=record.request_id,
         )
 
 

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from ..mail import Mailer, MailError
 from ..notifications import Notification, to_message
+from ..observability.logs import log_context
 from ..store import (
     DeliverySettings,
     NotificationRecord,
@@ -130,18 +131,21 @@ class Dispatcher:
         claimed = await self.store.claim(1, self._settings.lease, notification_id)
         if not claimed:
             return None
-        return await self._deliver(claimed[0])
+        with log_context(claimed[0].id, claimed[0].request_id):
+            return await self._deliver(claimed[0])
 
     async def deliver(self, record: NotificationRecord) -> None:
         """Send one claimed notification and record the outcome; never raises (but for cancellation)."""
-        try:
-            await self._deliver(record)
-        except Exception:
-            logger.exception(
-                "notification %s: recording the outcome failed; retried after the lease", record.id
-            )
+        with log_context(record.id, record.request_id):
+            try:
+                await self._deliver(record)
+            except Exception:
+                logger.exception(
+                    "notification %s: recording the outcome failed; retried after the lease", record.id
+                )
 
     async def _deliver(self, record: NotificationRecord) -> Status:
+        """Send and record, inside the `log_context` of `record`: every line logged meanwhile names it."""
         renewal = asyncio.create_task(self._keep_lease(record), name=f"lease-{record.id}")
         try:
             outcome = await self._attempt(record)

@@ -26,6 +26,8 @@ SWEEP_BATCH = 500
 """Most ids published in one go."""
 PUBLISH_BACKLOG = 10_000
 """Most ids waiting to be published; beyond, the sweeper publishes them from the store."""
+PING_TIMEOUT = 2
+"""Seconds a readiness check waits for the broker."""
 
 
 class CeleryDelivery:
@@ -87,6 +89,14 @@ class CeleryDelivery:
                 self._app.send_task(
                     TASK_NAME, args=(notification_id,), task_id=notification_id, producer=producer
                 )
+
+    async def ping(self) -> None:
+        """Raise unless the broker accepts a connection (within a few seconds)."""
+        await asyncio.to_thread(self._ping)
+
+    def _ping(self) -> None:
+        with self._app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=PING_TIMEOUT)
 
     async def sweep(self) -> int:
         """Publish the due notifications not published since they became due (or for DELIVERY_LEASE);

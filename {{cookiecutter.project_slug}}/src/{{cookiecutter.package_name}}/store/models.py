@@ -75,5 +75,7 @@ class NotificationRecord(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    """The X-Request-ID of the request that created it, so that every send logs it."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

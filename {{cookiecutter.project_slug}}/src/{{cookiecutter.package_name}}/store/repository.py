@@ -145,8 +145,9 @@ class NotificationStore:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         key_ttl: float = 86400,
+        request_id: str | None = None,
     ) -> tuple[str, bool]:
-        """Commit a new `queued` notification; returns (id, created).
+        """Commit a new `queued` notification, created by request `request_id`; returns (id, created).
 
         With `idempotency_key`, a notification kept under the same key (younger than `key_ttl`
         seconds) is answered instead: (its id, False). Raises `IdempotencyKeyReusedError` when
@@ -165,6 +166,7 @@ class NotificationStore:
             "next_attempt_at": now,
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
+            "request_id": request_id,
             "created_at": now,
         }
         if idempotency_key is None:
@@ -202,6 +204,11 @@ class NotificationStore:
                 .where(NotificationRecord.id == notification_id)
                 .values(idempotency_key=None)
             )
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query on the notifications table."""
+        async with self._sessions() as session:
+            await session.execute(select(NotificationRecord.id).limit(1))
 
     async def get(self, notification_id: str) -> NotificationRecord | None:
         """The notification with `notification_id`, or None."""
