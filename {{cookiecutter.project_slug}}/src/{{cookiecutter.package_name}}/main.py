@@ -12,10 +12,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import errors, health, notifications, status
+from .api import errors, health, metrics, notifications, status
 from .api.limits import RequestLimits
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
+from .observability.metrics import HttpMetrics, process_exiting
 from .settings import Settings
 from .store import NotificationStore, SchemaError, check_schema, open_engine
 
@@ -42,14 +43,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.delivery.aclose()
         finally:
             await store.aclose()
+            if settings.metrics.enabled:
+                process_exiting()
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(RequestLimits, settings=settings.api)
+    if settings.metrics.enabled:
+        app.add_middleware(HttpMetrics)  # outermost: it also sees what RequestLimits refuses
     errors.install(app)
     app.include_router(health.router)
     app.include_router(notifications.router)
     app.include_router(status.router)
+    if settings.metrics.enabled:
+        app.include_router(metrics.router)
     if settings.api.dev_mode:
         from .api import dev_inbox
 

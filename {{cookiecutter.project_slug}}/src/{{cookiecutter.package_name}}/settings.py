@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .mail import MailSettings, SettingsError
 from .mail.settings import SettingsT, describe_errors
+from .observability.metrics import MetricsSettings
 from .store import DeliverySettings, StoreSettings
 
 MIN_API_KEY_LENGTH = 16
@@ -134,6 +135,7 @@ class Settings:
     mail: MailSettings
     store: StoreSettings
     delivery: DeliverySettings
+    metrics: MetricsSettings
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -143,9 +145,10 @@ class Settings:
         mail = _load(MailSettings, problems)
         store = _load(StoreSettings, problems)
         delivery = _load(DeliverySettings, problems)
-        if api is None or mail is None or store is None or delivery is None:
+        metrics = _load(MetricsSettings, problems)
+        if api is None or mail is None or store is None or delivery is None or metrics is None:
             raise SettingsError("invalid settings: " + "; ".join(problems))
-        return cls(api=api, mail=mail, store=store, delivery=delivery)
+        return cls(api=api, mail=mail, store=store, delivery=delivery, metrics=metrics)
 
 
 def _load(model: type[SettingsT], problems: list[str]) -> SettingsT | None:

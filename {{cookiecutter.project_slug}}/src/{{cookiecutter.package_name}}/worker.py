@@ -27,6 +27,7 @@ from . import SERVICE_NAME
 from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_celery_app
 from .delivery.dispatcher import Dispatcher
 from .mail import Mailer, MailSettings, SettingsError, load_settings
+from .observability.metrics import MetricsSettings, process_exiting, service_metrics
 from .store import (
     DeliverySettings,
     NotificationStore,
@@ -93,7 +94,8 @@ class DeliveryRuntime:
 
                 async def build() -> tuple[Dispatcher, Mailer]:
                     retention = load_settings(StoreSettings)
-                    mailer = Mailer(mail)
+                    metrics = service_metrics(load_settings(MetricsSettings))
+                    mailer = Mailer(mail, metrics)
                     store = NotificationStore(open_engine(retention.database_url))
                     dispatcher = Dispatcher(
                         store,
@@ -102,6 +104,7 @@ class DeliveryRuntime:
                         retention,
                         service_name=self._service_name,
                         sender=str(mail.from_address),
+                        events=metrics,
                     )
                     return dispatcher, mailer
 
@@ -177,6 +180,7 @@ async def _check_store(database_url: str) -> None:
 
 def _close(**_: object) -> None:
     RUNTIME.close()
+    process_exiting()
 
 
 worker_init.connect(_check_settings)
