@@ -21,6 +21,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from {{ cookiecutter.package_name }}.store import StoreSettings
+
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import running_redis, worker_command, worker_environment
 {% endif -%}
@@ -195,6 +197,24 @@ def test_backlog_gauges_show_what_waits_and_for_how_long(
     assert value(drained, "notifications_backlog", status="queued") == 0
     assert value(drained, "notifications_backlog", status="sending") == 0
     assert value(drained, "notifications_oldest_due_age_seconds") == 0
+
+
+def test_a_missing_multiprocess_folder_stops_start_up_in_one_line(
+    smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    migrate(StoreSettings().database_url)
+    missing = tmp_path / "missing"
+    service = ServiceProcess(tmp_path / "service.log", PROMETHEUS_MULTIPROC_DIR=str(missing))
+    with pytest.raises(AssertionError, match="the service exited"):
+        service.start()
+
+    assert service.process is not None
+    assert service.process.returncode == 2
+    [line] = (tmp_path / "service.log").read_text().strip().splitlines()
+    assert line == (
+        f"error: invalid settings: PROMETHEUS_MULTIPROC_DIR ({missing}) is not a writable folder: "
+        "create it, empty and shared by every process of the service, or unset it for one process"
+    )
 
 
 def receivers(folder: Path) -> set[str]:

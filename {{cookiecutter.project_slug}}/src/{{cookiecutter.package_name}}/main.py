@@ -16,7 +16,7 @@ from .api import errors, health, metrics, notifications, status
 from .api.limits import RequestLimits
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
-from .observability.metrics import HttpMetrics, process_exiting
+from .observability.metrics import HttpMetrics, check_multiprocess_dir, process_exiting
 from .settings import Settings
 from .store import NotificationStore, SchemaError, check_schema, open_engine
 
@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     configure_logging(settings.api.log_level)
     check_store(settings.store.database_url)
+    if settings.metrics.enabled:
+        check_multiprocess_dir()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

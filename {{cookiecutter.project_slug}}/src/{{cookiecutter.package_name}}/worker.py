@@ -27,7 +27,7 @@ from . import SERVICE_NAME
 from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_celery_app
 from .delivery.dispatcher import Dispatcher
 from .mail import Mailer, MailSettings, SettingsError, load_settings
-from .observability.metrics import MetricsSettings, process_exiting, service_metrics
+from .observability.metrics import MetricsSettings, check_multiprocess_dir, process_exiting, service_metrics
 from .store import (
     DeliverySettings,
     NotificationStore,
@@ -166,6 +166,8 @@ def _check_settings(**_: object) -> None:
         load_settings(MailSettings)
         check_limits(load_settings(CelerySettings), load_settings(DeliverySettings))
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
+        if load_settings(MetricsSettings).enabled:
+            check_multiprocess_dir()
     except (SettingsError, SchemaError) as error:
         exit_with(error)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
 
@@ -23,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..delivery.dispatcher import DeliveryEvents
-from ..mail import MailEvents
+from ..mail import MailEvents, SettingsError
 from ..store import Backlog, NotificationRecord, NotificationStore, Status, utcnow
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def process_id() -> str:
     return f"{HOST}-{os.getpid()}"
 
 
-if MULTIPROCESS_DIR is not None:  # before the first metric is made
+if MULTIPROCESS_DIR is not None:  # before any metric is made
     values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 
@@ -62,83 +63,120 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 RECEIVED_OUTCOMES = ("queued", "idempotent_repeat", "invalid", "over_limit", "unauthorized", "error")
 DELIVERY_OUTCOMES = {Status.SENT: "sent", Status.RETRYING: "retried", Status.FAILED: "failed"}
 
-RECEIVED = Counter(
-    "notifications_received",
-    "POST /notifications by outcome: queued, idempotent_repeat, or rejected as invalid (422), "
-    "over_limit (413, 408), unauthorized (401), error (5xx).",
-    ["outcome"],
-)
-ATTEMPTS = Counter(
-    "notifications_delivery_attempts",
-    "Delivery attempts by result: 2xx, or what failed (4xx, 5xx, auth, tls, timeout, connect, no_reply, other).",
-    ["result"],
-)
-OUTCOMES = Counter(
-    "notifications_delivery_outcomes",
-    "Recorded outcomes of delivery attempts: sent, retried (rescheduled), failed.",
-    ["outcome"],
-)
-LATENCY = Histogram(
-    "notifications_delivery_latency_seconds",
-    "Seconds from a notification's acceptance (202) to its sending.",
-    buckets=LATENCY_BUCKETS,
-)
-TRANSACTIONS = Histogram(
-    "smtp_transaction_duration_seconds",
-    "Seconds of each SMTP transaction (MAIL, RCPT, DATA), by result (2xx or what failed).",
-    ["result"],
-    buckets=TRANSACTION_BUCKETS,
-)
-SESSIONS_OPEN = Gauge("smtp_sessions_open", "Pooled SMTP sessions open.", multiprocess_mode="livesum")
-SESSIONS_IN_USE = Gauge(
-    "smtp_sessions_in_use", "Pooled SMTP sessions in a transaction.", multiprocess_mode="livesum"
-)
-TOKEN_REQUESTS = Counter(
-    "smtp_oauth_token_requests", "OAuth2 token requests (MAIL_AUTH=xoauth2) by result: ok, error.", ["result"]
-)
-HTTP_REQUESTS = Counter(
-    "http_requests", "HTTP requests by method, route template and status.", ["method", "route", "status"]
-)
-HTTP_DURATION = Histogram(
-    "http_request_duration_seconds",
-    "Seconds to answer HTTP requests, by method and route template.",
-    ["method", "route"],
-    buckets=HTTP_BUCKETS,
-)
-for _outcome in RECEIVED_OUTCOMES:
-    RECEIVED.labels(_outcome)
-for _outcome in DELIVERY_OUTCOMES.values():
-    OUTCOMES.labels(_outcome)
+
+class Instruments:
+    """This process's metrics; `instruments()` makes them once, on first use (METRICS_ENABLED)."""
+
+    def __init__(self) -> None:
+        self.received = Counter(
+            "notifications_received",
+            "POST /notifications by outcome: queued, idempotent_repeat, or rejected as invalid (422), "
+            "over_limit (413, 408), unauthorized (401), error (5xx).",
+            ["outcome"],
+        )
+        self.attempts = Counter(
+            "notifications_delivery_attempts",
+            "Delivery attempts by result: 2xx, or what failed (4xx, 5xx, auth, tls, timeout, connect, no_reply, other).",
+            ["result"],
+        )
+        self.outcomes = Counter(
+            "notifications_delivery_outcomes",
+            "Recorded outcomes of delivery attempts: sent, retried (rescheduled), failed.",
+            ["outcome"],
+        )
+        self.latency = Histogram(
+            "notifications_delivery_latency_seconds",
+            "Seconds from a notification's acceptance (202) to its sending.",
+            buckets=LATENCY_BUCKETS,
+        )
+        self.transactions = Histogram(
+            "smtp_transaction_duration_seconds",
+            "Seconds of each SMTP transaction (MAIL, RCPT, DATA), by result (2xx or what failed).",
+            ["result"],
+            buckets=TRANSACTION_BUCKETS,
+        )
+        self.sessions_open = Gauge(
+            "smtp_sessions_open", "Pooled SMTP sessions open.", multiprocess_mode="livesum"
+        )
+        self.sessions_in_use = Gauge(
+            "smtp_sessions_in_use", "Pooled SMTP sessions in a transaction.", multiprocess_mode="livesum"
+        )
+        self.token_requests = Counter(
+            "smtp_oauth_token_requests",
+            "OAuth2 token requests (MAIL_AUTH=xoauth2) by result: ok, error.",
+            ["result"],
+        )
+        self.http_requests = Counter(
+            "http_requests",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Seconds to answer HTTP requests, by method and route template.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+        )
+        for outcome in RECEIVED_OUTCOMES:  # present from the start, so rate() sees the first one
+            self.received.labels(outcome)
+        for outcome in DELIVERY_OUTCOMES.values():
+            self.outcomes.labels(outcome)
+
+
+_instruments: list[Instruments] = []
+_instruments_lock = threading.Lock()
+
+
+def instruments() -> Instruments:
+    """This process's metrics, made on the first call (see `check_multiprocess_dir`)."""
+    with _instruments_lock:
+        if not _instruments:
+            check_multiprocess_dir()
+            _instruments.append(Instruments())
+        return _instruments[0]
+
+
+def check_multiprocess_dir() -> None:
+    """Raise `SettingsError` unless PROMETHEUS_MULTIPROC_DIR, when set, is a folder this process can write."""
+    folder = MULTIPROCESS_DIR
+    if folder is not None and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        raise SettingsError(
+            f"invalid settings: PROMETHEUS_MULTIPROC_DIR ({folder}) is not a writable folder: create it, empty "
+            "and shared by every process of the service, or unset it for one process"
+        )
 
 
 class ServiceMetrics(MailEvents, DeliveryEvents):
     """The mailer's and the dispatcher's events, counted."""
 
+    def __init__(self) -> None:
+        self._m = instruments()
+
     def session_opened(self) -> None:
-        SESSIONS_OPEN.inc()
+        self._m.sessions_open.inc()
 
     def session_closed(self) -> None:
-        SESSIONS_OPEN.dec()
+        self._m.sessions_open.dec()
 
     def session_taken(self) -> None:
-        SESSIONS_IN_USE.inc()
+        self._m.sessions_in_use.inc()
 
     def session_returned(self) -> None:
-        SESSIONS_IN_USE.dec()
+        self._m.sessions_in_use.dec()
 
     def transaction_finished(self, seconds: float, result: str) -> None:
-        TRANSACTIONS.labels(result).observe(seconds)
+        self._m.transactions.labels(result).observe(seconds)
 
     def token_refreshed(self, ok: bool) -> None:
-        TOKEN_REQUESTS.labels("ok" if ok else "error").inc()
+        self._m.token_requests.labels("ok" if ok else "error").inc()
 
     def attempted(self, result: str) -> None:
-        ATTEMPTS.labels(result).inc()
+        self._m.attempts.labels(result).inc()
 
     def recorded(self, record: NotificationRecord, status: Status) -> None:
-        OUTCOMES.labels(DELIVERY_OUTCOMES.get(status, str(status))).inc()
+        self._m.outcomes.labels(DELIVERY_OUTCOMES.get(status, str(status))).inc()
         if status == Status.SENT:
-            LATENCY.observe(max((utcnow() - record.created_at).total_seconds(), 0.0))
+            self._m.latency.observe(max((utcnow() - record.created_at).total_seconds(), 0.0))
 
 
 def service_metrics(settings: MetricsSettings) -> ServiceMetrics | None:
@@ -152,6 +190,7 @@ class HttpMetrics:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._m = instruments()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,10 +209,10 @@ class HttpMetrics:
             await self.app(scope, receive, send_status)
         finally:
             method, route = scope["method"], route_template(scope)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+            self._m.http_requests.labels(method, route, str(status)).inc()
+            self._m.http_duration.labels(method, route).observe(time.perf_counter() - started)
             if route == "/notifications" and method == "POST":
-                RECEIVED.labels(received_outcome(status, scope)).inc()
+                self._m.received.labels(received_outcome(status, scope)).inc()
 
 
 def route_template(scope: Scope) -> str:
