@@ -7,20 +7,23 @@ the Celery worker{% endif %}; the multiprocess test runs uvicorn with two worker
 
 from __future__ import annotations
 
-{% if cookiecutter.delivery == "celery" -%}
+import os
+import re
 import subprocess
-{% endif -%}
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
+import trustme
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.store import StoreSettings
 
 {% if cookiecutter.delivery == "celery" -%}
@@ -121,6 +124,30 @@ def test_counters_are_exact_after_sends_refusals_and_a_retry(
     assert not any("@" in label for label in labels)
 
 
+@pytest.mark.parametrize("step", ["connect", "tls", "auth"])
+def test_failures_before_the_transaction_are_counted_by_step(
+    step: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    broken = {
+        "connect": {"MAIL_PORT": str(free_port())},  # nothing listens there
+        "tls": {"MAIL_CERT_BUNDLE": str(other_ca)},  # the server's certificate is not trusted
+        "auth": {"MAIL_PASSWORD": "not-the-password-0123"},
+    }[step]
+    with service(monkeypatch, MAIL_MAX_RETRIES="0", DELIVERY_MAX_ATTEMPTS="1", **broken) as client:
+        before = scrape(client)
+        wait_for_status(client, post(client, GOOD), "failed")
+        after = scrape_until(
+            client,
+            lambda now: growth(before, now, "notifications_delivery_outcomes_total", outcome="failed") >= 1,
+        )
+
+    assert growth(before, after, "notifications_delivery_attempts_total", result=step) == 1
+    assert growth(before, after, "notifications_delivery_attempts_total", result="2xx") == 0
+    assert growth(before, after, "smtp_transaction_duration_seconds_count", result=step) == 0  # none began
+
+
 def test_each_answer_to_a_new_notification_is_counted_by_outcome(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,6 +242,32 @@ def test_a_missing_multiprocess_folder_stops_start_up_in_one_line(
         f"error: invalid settings: PROMETHEUS_MULTIPROC_DIR ({missing}) is not a writable folder: "
         "create it, empty and shared by every process of the service, or unset it for one process"
     )
+
+
+def test_make_dev_prints_the_metrics_url_and_it_answers(tmp_path: Path) -> None:
+    port, smtp_port = free_port(), free_port()
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "dev", "--dir", str(tmp_path / "dev")]
+    command += ["--port", str(port), "--smtp-port", str(smtp_port)]
+    environment = {**os.environ, "API_KEYS": API_KEY, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as dev:
+        try:
+            assert dev.stdout is not None
+            banner = "".join(dev.stdout.readline().decode() for _ in range(2))  # after the store's line
+            [url] = re.findall(r"metrics (http://\S+)", banner)
+            assert url == f"http://127.0.0.1:{port}/metrics"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    answer = httpx.get(url, headers=auth(), timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "make dev did not answer"
+                    time.sleep(0.1)
+            assert answer.status_code == 200
+            assert "notifications_backlog" in answer.text
+        finally:
+            dev.terminate()
+            dev.wait(30)
 
 
 def receivers(folder: Path) -> set[str]:
