@@ -203,7 +203,7 @@ def test_disabled_metrics_have_no_route_and_count_nothing(
 
 
 def test_backlog_gauges_show_what_waits_and_for_how_long(
-    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+    database_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     smtp_server.handler.delay = 1.0  # each end of DATA takes a second: the others wait their turn
     with service(monkeypatch, DELIVERY_CONCURRENCY="1", MAIL_POOL_SIZE="1") as client:
