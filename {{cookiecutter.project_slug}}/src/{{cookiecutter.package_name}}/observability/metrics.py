@@ -2,7 +2,7 @@
 
 Counters and histograms live in prometheus-client's default registry, or, when the environment
 sets PROMETHEUS_MULTIPROC_DIR, in its multiprocess files there, so that one scrape of any API
-process sums every uvicorn worker and Celery worker process sharing the folder. The backlog
+process sums every process sharing the folder (uvicorn workers, delivery workers). The backlog
 gauges are read from the store at each scrape by the process answering it, never summed.
 No label carries a recipient, an id or any other unbounded value.
 """
