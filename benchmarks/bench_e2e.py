@@ -261,7 +261,7 @@ def main() -> int:
         print(f"{args.notifications} notifications, {args.concurrency} concurrent clients, POST to delivered")
         for name, result in results.items():
             print(
-                f"  {name:<19} {result['delivered_per_s']:7.1f} delivered/s "
+                f"  {name:<26} {result['delivered_per_s']:7.1f} delivered/s "
                 f"({result['accepted_per_s']:7.1f} accepted/s)"
             )
         for name, ratio in ratios.items():
