@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from pydantic import SecretStr
 
 from {{ cookiecutter.package_name }} import worker
 from {{ cookiecutter.package_name }}.delivery.celery_app import CelerySettings, create_celery_app
+from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, upgrade
 from {{ cookiecutter.package_name }}.worker import RUNTIME, register_tasks
 
@@ -81,6 +85,40 @@ def worker_environment(**variables: str) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join([SOURCE, os.environ.get("PYTHONPATH", "")]),
         **variables,
     }
+
+
+@contextmanager
+def running_redis(folder: Path) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port, without persistence; yields its URL.
+    Skips the test, saying why, when redis-server is not installed."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.skip("redis-server is not installed (Debian/Ubuntu: apt-get install redis-server)")
+    port = free_port()
+    command = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with (folder / "redis.log").open("wb") as log:
+        process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not _redis_answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log_tail = (folder / "redis.log").read_text()[-500:]
+                raise AssertionError(f"redis-server did not start: {log_tail}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        with Celery(broker=url, set_as_current=False).connection_for_write(connect_timeout=1) as connection:
+            connection.ensure_connection(max_retries=0, timeout=1)
+    except Exception:  # not up yet
+        return False
+    return True
 
 
 async def migrate_startup_store() -> None:

@@ -18,12 +18,14 @@ from .conftest import API_KEY
 
 
 class ServiceProcess:
-    """`uvicorn {{ cookiecutter.package_name }}.main:app` on a free port, with this process's environment."""
+    """`uvicorn {{ cookiecutter.package_name }}.main:app` on a free port, with this process's environment;
+    `workers` > 1 runs that many worker processes."""
 
-    def __init__(self, log: Path, log_level: str = "warning", **env: str) -> None:
+    def __init__(self, log: Path, log_level: str = "warning", workers: int = 1, **env: str) -> None:
         self.port = free_port()
         self.log_level = log_level
         """uvicorn's --log-level."""
+        self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log
         self._env = {**os.environ, "API_KEYS": API_KEY, "PYTHONPATH": os.pathsep.join(sys.path), **env}
@@ -42,6 +44,8 @@ class ServiceProcess:
                     str(self.port),
                     "--log-level",
                     self.log_level,
+                    "--workers",
+                    str(self.workers),
                 ],
                 env=self._env,
                 stdout=log,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import trustme
 from fastapi_mail import MessageSchema, MessageType
+from prometheus_client import REGISTRY
 
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import (
@@ -29,6 +30,7 @@ from {{ cookiecutter.package_name }}.mail import (
     load_settings,
 )
 from {{ cookiecutter.package_name }}.mail.doctor import Problem, check_mail_command, probe, render_diagnosis
+from {{ cookiecutter.package_name }}.observability.metrics import ServiceMetrics
 
 from .oauth_servers import (
     CLIENT_ID,
@@ -192,6 +194,30 @@ async def test_a_revoked_token_is_renewed_once_then_sending_goes_on(
         result = await mailer.send(message(2))
     assert result.attempts == 1  # the renewal is part of the login, not a retry
     assert len(endpoint.requests) == 2
+
+
+async def test_token_requests_are_counted_in_the_metrics(
+    endpoint: TokenEndpoint, oauth_smtp: tuple[SmtpServer, XOAuth2Handler], tmp_path: Path
+) -> None:
+    server, _ = oauth_smtp
+
+    def requested(result: str) -> float:
+        return REGISTRY.get_sample_value("smtp_oauth_token_requests_total", {"result": result}) or 0.0
+
+    before = requested("ok"), requested("error")
+    settings = oauth_settings(server, source_env("google_refresh_token", endpoint, tmp_path))
+    async with Mailer(settings, ServiceMetrics()) as mailer:
+        await mailer.send(message(1))
+        endpoint.revoke_tokens()
+        server.handler.drop_connections()
+        await mailer.send(message(2))  # the refused token is renewed
+    wrong = {"MAIL_OAUTH_CLIENT_SECRET": "Wr0ng~secret-x"}
+    refused = oauth_settings(server, source_env("microsoft_secret", endpoint, tmp_path) | wrong)
+    async with Mailer(refused, ServiceMetrics()) as mailer:
+        with pytest.raises(PermanentMailError):
+            await mailer.send(message(3))
+
+    assert (requested("ok") - before[0], requested("error") - before[1]) == (2, 1)
 
 
 async def test_a_token_the_server_keeps_refusing_is_a_permanent_error_after_one_renewal(

@@ -66,7 +66,8 @@ def dev(args: argparse.Namespace) -> int:
 {%- endif %}
     print(
         f"dev SMTP server on 127.0.0.1:{controller.port} (STARTTLS, login {DEV_USERNAME}/{DEV_PASSWORD}); "
-        f"inbox page http://{args.host}:{args.port}/dev/inbox",
+        f"inbox page http://{args.host}:{args.port}/dev/inbox; "
+        f"metrics http://{args.host}:{args.port}/metrics (Authorization: Bearer <a key of API_KEYS>)",
         flush=True,
     )
     try:

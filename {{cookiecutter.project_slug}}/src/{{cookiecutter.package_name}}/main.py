@@ -11,12 +11,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import errors, health, notifications, status
+from .api import errors, health, metrics, notifications, status
 from .api.limits import RequestLimits
 from .api.request_id import RequestIdMiddleware
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
 from .observability.logs import configure_logging
+from .observability.metrics import HttpMetrics, check_multiprocess_dir, process_exiting
 from .settings import Settings
 from .store import NotificationStore, SchemaError, check_schema, open_engine
 
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     configure_logging(settings.logs)
     check_store(settings.store.database_url)
+    if settings.metrics.enabled:
+        check_multiprocess_dir()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,15 +46,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.delivery.aclose()
         finally:
             await store.aclose()
+            if settings.metrics.enabled:
+                process_exiting()
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(RequestLimits, settings=settings.api)
+    if settings.metrics.enabled:
+        app.add_middleware(HttpMetrics)  # outside RequestLimits: it also sees what that refuses
     app.add_middleware(RequestIdMiddleware)  # outermost: the 401 and 413 of RequestLimits carry the id too
     errors.install(app)
     app.include_router(health.router)
     app.include_router(notifications.router)
     app.include_router(status.router)
+    if settings.metrics.enabled:
+        app.include_router(metrics.router)
     if settings.api.dev_mode:
         from .api import dev_inbox
 

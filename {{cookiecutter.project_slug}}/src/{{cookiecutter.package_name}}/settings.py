@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .mail import MailSettings, SettingsError
 from .mail.settings import SettingsT, describe_errors
 from .observability.logs import LogSettings
+from .observability.metrics import MetricsSettings
 from .store import DeliverySettings, StoreSettings
 
 MIN_API_KEY_LENGTH = 16
@@ -128,6 +129,7 @@ class Settings:
     store: StoreSettings
     delivery: DeliverySettings
     logs: LogSettings
+    metrics: MetricsSettings
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -138,9 +140,10 @@ class Settings:
         store = _load(StoreSettings, problems)
         delivery = _load(DeliverySettings, problems)
         logs = _load(LogSettings, problems)
-        if api is None or mail is None or store is None or delivery is None or logs is None:
+        metrics = _load(MetricsSettings, problems)
+        if api is None or mail is None or store is None or delivery is None or logs is None or metrics is None:
             raise SettingsError("invalid settings: " + "; ".join(problems))
-        return cls(api=api, mail=mail, store=store, delivery=delivery, logs=logs)
+        return cls(api=api, mail=mail, store=store, delivery=delivery, logs=logs, metrics=metrics)
 
 
 def _load(model: type[SettingsT], problems: list[str]) -> SettingsT | None:

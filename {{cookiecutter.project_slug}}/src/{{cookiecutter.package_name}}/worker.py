@@ -28,6 +28,7 @@ from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_c
 from .delivery.dispatcher import Dispatcher
 from .mail import Mailer, MailSettings, SettingsError, load_settings
 from .observability.logs import LogSettings, configure_logging
+from .observability.metrics import MetricsSettings, check_multiprocess_dir, process_exiting, service_metrics
 from .store import (
     DeliverySettings,
     NotificationStore,
@@ -94,7 +95,8 @@ class DeliveryRuntime:
 
                 async def build() -> tuple[Dispatcher, Mailer]:
                     retention = load_settings(StoreSettings)
-                    mailer = Mailer(mail)
+                    metrics = service_metrics(load_settings(MetricsSettings))
+                    mailer = Mailer(mail, metrics)
                     store = NotificationStore(open_engine(retention.database_url))
                     dispatcher = Dispatcher(
                         store,
@@ -103,6 +105,7 @@ class DeliveryRuntime:
                         retention,
                         service_name=self._service_name,
                         sender=str(mail.from_address),
+                        events=metrics,
                     )
                     return dispatcher, mailer
 
@@ -164,6 +167,8 @@ def _check_settings(**_: object) -> None:
         load_settings(MailSettings)
         check_limits(load_settings(CelerySettings), load_settings(DeliverySettings))
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
+        if load_settings(MetricsSettings).enabled:
+            check_multiprocess_dir()
     except (SettingsError, SchemaError) as error:
         exit_with(error)
 
@@ -187,6 +192,7 @@ def _configure_logging(**_: object) -> None:
 
 def _close(**_: object) -> None:
     RUNTIME.close()
+    process_exiting()
 
 
 setup_logging.connect(_configure_logging)

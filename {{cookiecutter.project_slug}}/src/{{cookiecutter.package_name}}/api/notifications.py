@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, status
+from fastapi import APIRouter, Depends, Header, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
@@ -78,6 +78,7 @@ IdempotencyKey = Annotated[
     responses={401: {"description": "Missing or invalid API key"}},
 )
 async def create_notification(
+    request: Request,
     content: NotificationContent,
     settings: SettingsDep,
     store: StoreDep,
@@ -108,6 +109,7 @@ async def create_notification(
                 }
             ]
         ) from None
+    request.state.notification_outcome = "queued" if created else "idempotent_repeat"  # for the metrics
     if created:
         await delivery.submit(notification_id)
         with log_context(notification_id):

@@ -6,6 +6,7 @@ import asyncio
 
 from .. import SERVICE_NAME
 from ..mail import Mailer
+from ..observability.metrics import service_metrics
 from ..settings import Settings
 from ..store import NotificationStore
 from .dispatcher import Dispatcher
@@ -37,7 +38,8 @@ class BackgroundDelivery:
 
 def create_delivery(settings: Settings, store: NotificationStore) -> BackgroundDelivery:
     """The delivery of this project: a dispatcher in the service process."""
-    mailer = Mailer(settings.mail)
+    metrics = service_metrics(settings.metrics)
+    mailer = Mailer(settings.mail, metrics)
     dispatcher = Dispatcher(
         store,
         mailer,
@@ -45,5 +47,6 @@ def create_delivery(settings: Settings, store: NotificationStore) -> BackgroundD
         settings.store,
         service_name=SERVICE_NAME,
         sender=str(settings.mail.from_address),
+        events=metrics,
     )
     return BackgroundDelivery(dispatcher, mailer)

@@ -17,6 +17,7 @@ import random
 from datetime import timedelta
 
 from ..mail import Mailer, MailError
+from ..mail.events import failure_class
 from ..notifications import Notification, to_message
 from ..observability.logs import log_context
 from ..store import (
@@ -44,8 +45,19 @@ def retry_delay(attempts: int, settings: DeliverySettings) -> float:
     )
 
 
+class DeliveryEvents:
+    """What a `Dispatcher` reports (for metrics); the methods do nothing unless overridden."""
+
+    def attempted(self, result: str) -> None:
+        """An attempt reached the mailer: `result` is "2xx" or its `failure_class`."""
+
+    def recorded(self, record: NotificationRecord, status: Status) -> None:
+        """The outcome of an attempt on `record` was recorded: `sent`, `retrying` or `failed`."""
+
+
 class Dispatcher:
-    """Sends the notifications of `store` through `mailer`, at most DELIVERY_CONCURRENCY at once."""
+    """Sends the notifications of `store` through `mailer`, at most DELIVERY_CONCURRENCY at once;
+    `events` hears of each attempt and outcome."""
 
     def __init__(
         self,
@@ -56,8 +68,10 @@ class Dispatcher:
         *,
         service_name: str,
         sender: str,
+        events: DeliveryEvents | None = None,
     ) -> None:
         self.store = store
+        self._events = events or DeliveryEvents()
         self._mailer = mailer
         self._settings = settings
         self._retention = retention
@@ -152,6 +166,7 @@ class Dispatcher:
         finally:
             renewal.cancel()
         if await self.store.record(record, outcome):
+            self._events.recorded(record, outcome.status)
             if outcome.status != Status.SENT:  # a sent one was logged as delivered
                 logger.warning("notification %s %s: %s", record.id, outcome.status, outcome.reply)
         else:
@@ -188,14 +203,17 @@ class Dispatcher:
             message = to_message(notification, self._service_name, self._sender)
             result = await self._mailer.send(message, recipients=record.pending)
         except MailError as error:
+            self._events.attempted(failure_class(error))
             reply = str(error)
             if error.transient and attempts < budget:
                 return self._retry(record, reply, record.pending)
             return Outcome(Status.FAILED, reply, error=reply)
         except Exception as error:
+            self._events.attempted("other")
             reply = " ".join(f"{type(error).__name__}: {error}".split())
             logger.exception("notification %s could not be built or sent", record.id)
             return Outcome(Status.FAILED, reply, error=reply)
+        self._events.attempted("2xx")
         for address, refusal in result.refused.items():
             logger.warning("notification %s refused for %s: %s", record.id, address, refusal)
         logger.info(

@@ -6,6 +6,7 @@ dkimpy and dnspython for DKIM and the deliverability check): copy the folder int
 """
 
 from .errors import DeliveryOutcomeUnknownError, MailError, PermanentMailError, TransientMailError
+from .events import MailEvents
 from .mailer import DeliveryResult, Mailer, MailerClosedError
 from .settings import MailSettings, SettingsError, load_settings
 
@@ -13,6 +14,7 @@ __all__ = [
     "DeliveryOutcomeUnknownError",
     "DeliveryResult",
     "MailError",
+    "MailEvents",
     "MailSettings",
     "Mailer",
     "MailerClosedError",

@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 import aiosmtplib
@@ -33,6 +34,7 @@ from fastapi_mail import FastMail, MessageSchema
 
 from . import sniff
 from .errors import MailError, PermanentMailError, TransientMailError, classify, printable
+from .events import MailEvents, failure_class
 from .login import LoginGuard, login_once
 from .mime import (
     ascii_domains,
@@ -108,10 +110,15 @@ class _Session:
     sent: int = 0
     idle_since: float = 0.0
     expiry: asyncio.TimerHandle | None = None
+    events: MailEvents = field(default_factory=MailEvents)
+    closed: bool = False
 
     def abort(self) -> None:
         """Close the socket now, without QUIT or TLS goodbye; never raises."""
         _abort(self.smtp, self.transport)
+        if not self.closed:
+            self.closed = True
+            self.events.session_closed()
 
 
 class MailerClosedError(PermanentMailError, RuntimeError):
@@ -121,18 +128,20 @@ class MailerClosedError(PermanentMailError, RuntimeError):
 class Mailer:
     """Sends `fastapi_mail.MessageSchema` messages over up to `settings.pool_size` SMTP sessions.
 
-    Use it as `async with Mailer(settings) as mailer:` or call `await mailer.aclose()`.
+    Use it as `async with Mailer(settings) as mailer:` or call `await mailer.aclose()`. `events`
+    hears about its sessions, transactions and token requests (see `MailEvents`).
     """
 
-    def __init__(self, settings: MailSettings) -> None:
+    def __init__(self, settings: MailSettings, events: MailEvents | None = None) -> None:
         self._settings = settings
+        self._events = events or MailEvents()
         self._fastmail = FastMail(settings.connection_config())
         self._where = f"{settings.server}:{settings.port}"
         self._secrets = settings.secret_forms()
         self._logins = LoginGuard(settings.login_cooldown, self._secrets)
         for warning in security_warnings(settings):
             logger.warning(warning)
-        self._tokens = TokenCache(settings) if settings.auth == "xoauth2" else None
+        self._tokens = TokenCache(settings, self._events) if settings.auth == "xoauth2" else None
         self._signer = settings.dkim_signer
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._idle: list[_Session] = []
@@ -261,6 +270,7 @@ class Mailer:
         """
         while True:
             session = await self._acquire()
+            started = time.perf_counter()
             try:
                 refused, reply = await transact(
                     session.smtp,
@@ -275,10 +285,12 @@ class Mailer:
                 self._discard(session)
                 if not isinstance(error, Exception):
                     raise
+                self._events.transaction_finished(time.perf_counter() - started, failure_class(error))
                 if session.sent and _is_disconnect(error):
                     logger.debug("the server closed a pooled session to %s; replacing it", self._where)
                     continue
                 raise classify(error, envelope.action, self._secrets, connected=True) from error
+            self._events.transaction_finished(time.perf_counter() - started, "2xx")
             session.sent += 1
             self._release(session)
             return refused, reply
@@ -312,12 +324,15 @@ class Mailer:
                 if session.expiry is not None:
                     session.expiry.cancel()
                 if session.smtp.is_connected and now - session.idle_since < self._settings.pool_idle_timeout:
-                    return session
+                    break
                 session.abort()
-            return await self._open()
+            else:
+                session = await self._open()
         except BaseException:
             self._slots.release()
             raise
+        self._events.session_taken()
+        return session
 
     def _release(self, session: _Session) -> None:
         """Return a healthy session to the pool; it is closed if it stays idle too long."""
@@ -326,11 +341,13 @@ class Mailer:
         session.expiry = loop.call_later(self._settings.pool_idle_timeout, self._expire, session)
         self._idle.append(session)
         self._slots.release()
+        self._events.session_returned()
 
     def _discard(self, session: _Session) -> None:
         """Close a session that failed; it never goes back to the pool."""
         session.abort()
         self._slots.release()
+        self._events.session_returned()
 
     def _expire(self, session: _Session) -> None:
         if session in self._idle:
@@ -379,7 +396,8 @@ class Mailer:
                 raise classify(error, action, self._secrets) from error
             raise
         logger.debug("opened an SMTP session to %s", self._where)
-        return _Session(smtp, smtp.transport)
+        self._events.session_opened()
+        return _Session(smtp, smtp.transport, events=self._events)
 
     async def _quit(self, session: _Session) -> None:
         """Say QUIT (bounded by CLOSE_TIMEOUT, errors ignored), then close the socket."""

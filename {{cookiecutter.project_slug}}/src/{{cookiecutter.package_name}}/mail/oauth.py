@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -31,6 +31,9 @@ from cryptography.hazmat.primitives import hashes
 
 from .errors import MailError, PermanentMailError, TransientMailError, redact
 from .settings import MailSettings, service_account_key
+
+if TYPE_CHECKING:  # events.py imports this module
+    from .events import MailEvents
 
 __all__ = [
     "AccessToken",
@@ -95,11 +98,12 @@ class TokenCache:
 
     Concurrent callers wait for the single request in flight instead of making their own, and
     share its outcome: when it fails, they fail with it rather than each asking again.
-    `requests` counts the token requests made.
+    `requests` counts the token requests made; `events` hears of each (`MailEvents.token_refreshed`).
     """
 
-    def __init__(self, settings: MailSettings) -> None:
+    def __init__(self, settings: MailSettings, events: MailEvents | None = None) -> None:
         self._settings = settings
+        self._events = events
         self._token: AccessToken | None = None
         self._failure: TokenError | None = None
         self._finished = 0  # token requests that have ended, either way
@@ -131,12 +135,18 @@ class TokenCache:
                 self._token = await fetch_token(self._settings)
             except TokenError as error:
                 self._failure = error
+                self._report(ok=False)
                 raise
             else:
                 self._failure = None
+                self._report(ok=True)
             finally:
                 self._finished += 1
             return self._token.value
+
+    def _report(self, *, ok: bool) -> None:
+        if self._events is not None:
+            self._events.token_refreshed(ok)
 
 
 async def xoauth2_login(smtp: aiosmtplib.SMTP, settings: MailSettings, tokens: TokenCache) -> None:

@@ -1,1 +1,1 @@
-"""Operating the service: logs and metrics."""
+"""Operating the service: structured logs (`logs.py`) and Prometheus metrics (`metrics.py`)."""

@@ -1,11 +1,12 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
 from .models import NotificationRecord, Status
-from .repository import IdempotencyKeyReusedError, NotificationStore, Outcome, open_engine, utcnow
+from .repository import Backlog, IdempotencyKeyReusedError, NotificationStore, Outcome, open_engine, utcnow
 from .schema import SchemaError, check_schema, upgrade
 from .settings import DeliverySettings, StoreSettings
 
 __all__ = [
+    "Backlog",
     "DeliverySettings",
     "IdempotencyKeyReusedError",
     "NotificationRecord",

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import and_, case, delete, event, insert, or_, select, update
+from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from .models import NotificationRecord, Status
 
-__all__ = ["IdempotencyKeyReusedError", "NotificationStore", "Outcome", "open_engine", "utcnow"]
+__all__ = ["Backlog", "IdempotencyKeyReusedError", "NotificationStore", "Outcome", "open_engine", "utcnow"]
 
 T = TypeVar("T")
 CLAIMABLE = (Status.QUEUED, Status.RETRYING)
@@ -40,6 +40,15 @@ class Outcome:
     """The recipients still to send to; None: those of this attempt."""
     next_attempt_at: datetime | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The notifications not finished yet: how many in each status, and since when the oldest due one waits."""
+
+    counts: dict[Status, int]
+    """`queued`, `sending` and `retrying`, each present (0 when none)."""
+    oldest_due: datetime | None
 
 
 def utcnow() -> datetime:
@@ -324,6 +333,19 @@ class NotificationStore:
         )
         async with self._sessions() as session:
             return [(row[0], row[1]) for row in await session.execute(query)]
+
+    async def backlog(self) -> Backlog:
+        """How many notifications wait or are being sent, and when the oldest due one became due."""
+        table = NotificationRecord
+        unfinished = (Status.QUEUED, Status.SENDING, Status.RETRYING)
+        counts = select(table.status, func.count()).where(table.status.in_(unfinished)).group_by(table.status)
+        oldest = select(func.min(table.next_attempt_at)).where(
+            table.status.in_(CLAIMABLE), table.next_attempt_at <= utcnow()
+        )
+        async with self._sessions() as session:
+            found = {Status(status): int(count) for status, count in await session.execute(counts)}
+            oldest_due = await session.scalar(oldest)
+        return Backlog({status: found.get(status, 0) for status in unfinished}, oldest_due)
 
     async def purge(self, body_retention: float, row_retention: float, key_ttl: float) -> tuple[int, int]:
         """Delete the content of notifications sent `body_retention` seconds ago and the records finished
