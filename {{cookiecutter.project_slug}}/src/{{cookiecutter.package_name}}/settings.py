@@ -133,7 +133,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Load both groups; raise `SettingsError` naming every bad variable (never a value)."""
+        """Load every group; raise `SettingsError` naming every bad variable (never a value)."""
         problems: list[str] = []
         api = _load(ApiSettings, problems)
         mail = _load(MailSettings, problems)
@@ -141,7 +141,14 @@ class Settings:
         delivery = _load(DeliverySettings, problems)
         logs = _load(LogSettings, problems)
         metrics = _load(MetricsSettings, problems)
-        if api is None or mail is None or store is None or delivery is None or logs is None or metrics is None:
+        if (
+            api is None
+            or mail is None
+            or store is None
+            or delivery is None
+            or logs is None
+            or metrics is None
+        ):
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return cls(api=api, mail=mail, store=store, delivery=delivery, logs=logs, metrics=metrics)
 
