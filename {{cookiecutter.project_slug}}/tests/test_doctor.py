@@ -33,14 +33,9 @@ from {{ cookiecutter.package_name }}.devsmtp import (
     start_server,
 )
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, SettingsError, load_settings
-from {{ cookiecutter.package_name }}.mail.doctor import (
-    Diagnosis,
-    Problem,
-    login_advice,
-    probe,
-    render_diagnosis,
-    settings_diagnosis,
-)
+from {{ cookiecutter.package_name }}.mail.advice import login_advice
+from {{ cookiecutter.package_name }}.mail.diagnosis import Diagnosis, Problem, render_diagnosis, settings_diagnosis
+from {{ cookiecutter.package_name }}.mail.probe import probe
 
 from .raw_servers import ScriptedListener, full_backlog, hang_up, listening, silent, smtp_script
 from .smtp_server import PASSWORD, USERNAME, running_server

@@ -144,9 +144,14 @@ def check_mail(args: argparse.Namespace) -> int:
         from .mail.deliverability import deliverability_command
 
         return deliverability_command(json_output=args.json)
-    from .mail.doctor import check_mail_command
+    from .mail.diagnosis import render_diagnosis
+    from .mail.probe import check_mail as diagnose
 
-    return check_mail_command(json_output=args.json)
+    diagnosis = diagnose()
+    for warning in diagnosis.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    print(render_diagnosis(diagnosis, args.json), flush=True)
+    return diagnosis.exit_code
 
 
 def dkim_keygen(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from ..mail.doctor import Diagnosis, Problem, probe
+from ..mail.diagnosis import Diagnosis, Problem
+from ..mail.probe import probe
 from ..mail.settings import MailSettings
 from .deps import has_api_key
 

@@ -22,7 +22,8 @@ import dkim
 import dns.exception
 import dns.resolver
 
-from .doctor import probe, render_diagnosis, settings_diagnosis
+from .diagnosis import render_diagnosis, settings_diagnosis
+from .probe import probe
 from .settings import MailSettings, SettingsError, is_loopback, load_settings
 
 __all__ = [
