@@ -10,8 +10,8 @@ from email.policy import default
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
 from fastapi_mail import MessageSchema, MessageType
+from httpx import Response
 from pydantic import NameEmail, ValidationError
 
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, PermanentMailError, SettingsError, load_settings
@@ -86,9 +86,10 @@ def test_api_answers_422_for_a_lone_surrogate_without_echoing_it(
             field: template.format(escape),
         }
         content = "{" + ", ".join(f'"{name}": {value}' for name, value in fields.items()) + "}"
-        return client.post(
+        response: Response = client.post(
             "/notifications", content=content, headers={**auth(), "Content-Type": "application/json"}
         )
+        return response
 
     assert post("\\u00e9").status_code == 202  # the same request with a real character is accepted
     smtp_server.handler.wait_for(1)

@@ -141,9 +141,11 @@ def purge(args: argparse.Namespace) -> int:
 def check_mail(args: argparse.Namespace) -> int:
     """Connect, negotiate TLS and log in (never send); print one diagnosis."""
     if args.deliverability:
-        from .mail.deliverability import deliverability_command
+        from .mail.deliverability import deliverability_report
 
-        return deliverability_command(json_output=args.json)
+        report = deliverability_report()
+        print(report.render(args.json), flush=True)
+        return report.exit_code
     from .mail.diagnosis import render_diagnosis
     from .mail.probe import check_mail as diagnose
 

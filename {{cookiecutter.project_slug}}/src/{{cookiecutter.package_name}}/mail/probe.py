@@ -55,6 +55,7 @@ async def probe(settings: MailSettings) -> Diagnosis:
     smtp = smtp_client(settings)
     progress = Progress(where)
     try:
+        await _resolve(settings)
         await open_session(smtp, settings, progress)
         found = _Found(Problem.OK, _success(settings, where), "nothing to fix")
     except Exception as error:  # every failure becomes a diagnosis
@@ -189,12 +190,6 @@ class _Diagnoser:
 
     async def connect_failed(self, error: aiosmtplib.SMTPConnectError) -> _Found:
         cause = error.__cause__
-        if isinstance(cause, socket.gaierror):
-            return _Found(
-                Problem.DNS_FAILURE,
-                f"MAIL_SERVER={self.settings.server} does not resolve ({cause.strerror or cause})",
-                "check the spelling of MAIL_SERVER (your provider's SMTP host name) and this machine's DNS",
-            )
         if isinstance(cause, ssl.SSLCertVerificationError):
             return self.certificate_problem(cause)
         if isinstance(cause, ssl.SSLError | ConnectionResetError) and self.settings.ssl_tls:
@@ -226,15 +221,9 @@ class _Diagnoser:
     async def connect_timeout(self, error: aiosmtplib.SMTPConnectTimeoutError) -> _Found:
         """No greeting (or TLS handshake) in time, or no connection at all: a raw connect tells them apart."""
         seconds = f"{self.settings.timeout:g} s"
-        connected: bool | None = isinstance(error.__cause__, aiosmtplib.SMTPTimeoutError)  # no greeting
+        connected = isinstance(error.__cause__, aiosmtplib.SMTPTimeoutError)  # the greeting timed out
         if not connected:
             connected = await _tcp_connects(self.settings, min(RAW_WAIT, self.settings.timeout / 2))
-            if connected is None:
-                return _Found(
-                    Problem.DNS_FAILURE,
-                    f"MAIL_SERVER={self.settings.server} did not resolve within {seconds}",
-                    "this machine's DNS server does not answer: check /etc/resolv.conf or the network",
-                )
         if not connected:
             return _Found(
                 Problem.CONNECT_TIMEOUT,
@@ -399,31 +388,54 @@ async def _in_daemon_thread(function: Callable[[], T], name: str) -> T:
     return await future
 
 
-async def _open_raw(
-    settings: MailSettings, wait: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-    """A plain TCP connection to MAIL_SERVER within `wait` seconds, else None; OSError when the name does not resolve."""
+async def _addresses(settings: MailSettings) -> list[str]:
+    """The addresses of MAIL_SERVER, looked up in a daemon thread (the caller bounds the time)."""
 
     def lookup() -> list[str]:
         infos = socket.getaddrinfo(settings.server, settings.port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    async with asyncio.timeout(wait):
-        addresses = await _in_daemon_thread(lookup, "mail-probe-dns")
-    with contextlib.suppress(TimeoutError):
+    return await _in_daemon_thread(lookup, "mail-probe-dns")
+
+
+async def _resolve(settings: MailSettings) -> None:
+    """Diagnose a MAIL_SERVER that does not resolve within MAIL_TIMEOUT before connecting.
+
+    aiosmtplib resolves in the default executor, which `asyncio.run` waits for: a resolver that
+    hangs would hold `check-mail` past its bound. Looked up here first, it never reaches aiosmtplib.
+    """
+    try:
+        async with asyncio.timeout(settings.timeout):
+            await _addresses(settings)
+    except TimeoutError:
+        raise _Found(
+            Problem.DNS_FAILURE,
+            f"MAIL_SERVER={settings.server} did not resolve within {settings.timeout:g} s",
+            "this machine's DNS server does not answer: check /etc/resolv.conf or the network",
+        ) from None
+    except OSError as error:
+        raise _Found(
+            Problem.DNS_FAILURE,
+            f"MAIL_SERVER={settings.server} does not resolve ({error.strerror or error})",
+            "check the spelling of MAIL_SERVER (your provider's SMTP host name) and this machine's DNS",
+        ) from None
+
+
+async def _open_raw(
+    settings: MailSettings, wait: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A plain TCP connection to MAIL_SERVER within `wait` seconds, else None."""
+    with contextlib.suppress(OSError):  # TimeoutError too
         async with asyncio.timeout(wait):
-            for address in addresses:
+            for address in await _addresses(settings):
                 with contextlib.suppress(ConnectionError):  # the next address may answer
                     return await asyncio.open_connection(address, settings.port)
     return None
 
 
-async def _tcp_connects(settings: MailSettings, wait: float) -> bool | None:
-    """Whether MAIL_SERVER accepts a TCP connection on MAIL_PORT within `wait`; None when the name does not resolve."""
-    try:
-        opened = await _open_raw(settings, wait)
-    except OSError:  # TimeoutError too
-        return None
+async def _tcp_connects(settings: MailSettings, wait: float) -> bool:
+    """Whether MAIL_SERVER accepts a TCP connection on MAIL_PORT within `wait` seconds."""
+    opened = await _open_raw(settings, wait)
     if opened is not None:
         await _abort(opened[1])
     return opened is not None
@@ -431,20 +443,18 @@ async def _tcp_connects(settings: MailSettings, wait: float) -> bool | None:
 
 async def _plain_greeting(settings: MailSettings) -> str:
     """The first line a fresh connection receives if the port speaks plain SMTP, else ''."""
-    with contextlib.suppress(OSError):
-        opened = await _open_raw(settings, RAW_WAIT)
-        if opened is None:
-            return ""
-        reader, writer = opened
-        try:
-            async with asyncio.timeout(RAW_WAIT):
-                line = (await reader.readline()).decode("ascii", "replace").strip()
-        except (OSError, ValueError):  # TimeoutError is an OSError: nothing came
-            return ""
-        finally:
-            await _abort(writer)
-        return line if line[:3].isdigit() else ""
-    return ""
+    opened = await _open_raw(settings, RAW_WAIT)
+    if opened is None:
+        return ""
+    reader, writer = opened
+    try:
+        async with asyncio.timeout(RAW_WAIT):
+            line = (await reader.readline()).decode("ascii", "replace").strip()
+    except (OSError, ValueError):  # TimeoutError is an OSError: nothing came
+        return ""
+    finally:
+        await _abort(writer)
+    return line if line[:3].isdigit() else ""
 
 
 async def _abort(writer: asyncio.StreamWriter) -> None:
