@@ -100,16 +100,16 @@ def test_the_default_time_limit_outlasts_the_longest_default_send() -> None:
     celery, mail, recipients = limits()
 
     check_limits(celery, mail, recipients)  # raises nothing
-    # 5 attempts of (16 steps + 50 RCPTs) x 10 s + 600 s for the end of DATA, and 5.25 s of backoff
-    assert longest_send(mail, recipients) == 6305.25
-    assert celery.task_time_limit > 6306
+    # 5 attempts of (17 steps + 50 RCPTs) x 10 s + 600 s for the end of DATA, and 5.25 s of backoff
+    assert longest_send(mail, recipients) == 6355.25
+    assert celery.task_time_limit > 6356
     assert celery.visibility_timeout > celery.task_time_limit
 
 
 @pytest.mark.parametrize(
     "variables",
     [
-        {"CELERY_TASK_TIME_LIMIT": "6306"},  # the bound itself: a send may use all of it
+        {"CELERY_TASK_TIME_LIMIT": "6356"},  # the bound itself: a send may use all of it
         {"MAIL_DATA_TIMEOUT": "1800", "CELERY_VISIBILITY_TIMEOUT": "86400"},
         {"MAX_RECIPIENTS": "200"},
         {"MAIL_TIMEOUT": "30"},
@@ -134,12 +134,12 @@ def test_a_short_time_limit_is_fine_for_short_mail_timeouts() -> None:
         "MAIL_MAX_RETRIES": "0",
         "MAX_RECIPIENTS": "1",
     }
-    celery, mail, recipients = limits(CELERY_TASK_TIME_LIMIT="24", **variables)
-    assert longest_send(mail, recipients) == 2 * (17 * 0.5 + 3)
+    celery, mail, recipients = limits(CELERY_TASK_TIME_LIMIT="25", **variables)
+    assert longest_send(mail, recipients) == 2 * (18 * 0.5 + 3)
 
-    check_limits(celery, mail, recipients)  # 24 s > 23 s: raises nothing
-    with pytest.raises(SettingsError, match=r"CELERY_TASK_TIME_LIMIT \(23 s\) must exceed .* \(23 s"):
-        check_limits(*limits(CELERY_TASK_TIME_LIMIT="23", **variables))
+    check_limits(celery, mail, recipients)  # 25 s > 24 s: raises nothing
+    with pytest.raises(SettingsError, match=r"CELERY_TASK_TIME_LIMIT \(24 s\) must exceed .* \(24 s"):
+        check_limits(*limits(CELERY_TASK_TIME_LIMIT="24", **variables))
 
 
 def test_redis_must_not_hand_out_a_message_before_the_time_limit() -> None:
@@ -206,6 +206,35 @@ def test_worker_with_bad_mail_settings_stops_at_start_with_one_line(tmp_path: Pa
     assert completed.stderr.splitlines()[-1].startswith("error: invalid settings: MAIL_SERVER is required")
     assert "Traceback" not in completed.stderr
     assert "Mail-Pa55word" not in completed.stdout + completed.stderr
+
+
+def test_worker_with_a_time_limit_below_the_longest_send_stops_at_start_with_one_line(tmp_path: Path) -> None:
+    environment = worker_environment(
+        CELERY_BROKER_URL="memory://localhost/",
+        CELERY_TASK_TIME_LIMIT="45",  # the old default: it cut off a server answering the end of DATA late
+        MAIL_SERVER="smtp.example.com",
+        MAIL_PORT="587",
+        MAIL_FROM="noreply@example.com",
+        MAIL_USE_CREDENTIALS="false",
+    )
+
+    completed = subprocess.run(
+        worker_command("--pool", "solo"),
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 2
+    last = completed.stderr.splitlines()[-1]
+    assert last.startswith(
+        "error: invalid settings: CELERY_TASK_TIME_LIMIT (45 s) must exceed the longest send"
+    )
+    assert "raise CELERY_TASK_TIME_LIMIT above 6356" in last
+    assert "Traceback" not in completed.stderr
 
 
 def test_a_direct_celery_settings_load_hides_the_input(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,7 +53,7 @@ class CelerySettings(BaseSettings):
         ge=1,
         description=(
             "Seconds after which a hung send's worker process is killed and replaced (the attempt counts); "
-            "must exceed the longest send the MAIL_* settings allow (6306 s by default)."
+            "must exceed the longest send the MAIL_* settings allow (6356 s by default)."
         ),
     )
 

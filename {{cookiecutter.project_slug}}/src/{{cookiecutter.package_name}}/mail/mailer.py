@@ -54,10 +54,10 @@ CLOSE_TIMEOUT = 1.0
 
 _LISTED_RECIPIENTS = 3
 
-SESSION_STEPS = 16
+SESSION_STEPS = 17
 """The MAIL_TIMEOUT waits of one attempt besides its RCPTs: connect, greeting, EHLO and HELO, STARTTLS, the TLS
-handshake, EHLO again, up to six for the login (a refused method, then the next; XOAUTH2: token, AUTH and its
-error challenge, renewed once), MAIL, DATA and RSET."""
+handshake, EHLO and HELO again, up to six for the login (refused methods, then the next; XOAUTH2: token, AUTH
+and its error challenge, renewed once), MAIL, DATA and RSET."""
 
 NOTIFICATION_ID_HEADER = "X-Notification-ID"
 """The header whose value names a message in log lines and errors (else its Message-ID)."""
