@@ -49,7 +49,8 @@ def check_limits(celery: CelerySettings, mail: MailSettings, recipients: int) ->
 
     A send cut off after its data went out (the server may take MAIL_DATA_TIMEOUT to answer it) is sent
     again: a duplicate. A message a worker has taken waits at most one task (its process is busy) before it is
-    acknowledged; past CELERY_VISIBILITY_TIMEOUT Redis would hand it to a second worker.
+    acknowledged; past CELERY_VISIBILITY_TIMEOUT Redis would hand it to a second worker too (the store's claim
+    keeps the email single, but the message runs twice).
     """
     longest = math.ceil(longest_send(mail, recipients))
     if celery.task_time_limit <= longest:

@@ -1,10 +1,11 @@
 """The probe behind check-mail and /health/mail: connect, TLS and login, never send.
 
-`probe()` opens a session exactly as the `Mailer` does (`session.open_session`, on aiosmtplib:
-the same EHLO name, TLS and login methods) and stops there: it never sends MAIL FROM. Each step
-is bounded by MAIL_TIMEOUT, as when sending (QUIT takes at most half a second more). Each failure
-becomes one `Diagnosis`, and the password never appears in one, even if the server echoes it.
-Raw second connections (`sniff`) only tell a wrong port or TLS mode, or a silent host, apart.
+`probe()` looks MAIL_SERVER up, then opens a session exactly as the `Mailer` does
+(`session.open_session`, on aiosmtplib: the same EHLO name, TLS and login methods) and stops
+there: it never sends MAIL FROM. Each step is bounded by MAIL_TIMEOUT, as when sending (QUIT takes
+at most half a second more). Each failure becomes one `Diagnosis`, and the password never appears
+in one, even if the server echoes it. Raw second connections (and `sniff`'s) only tell a wrong
+port or TLS mode, a silent host or a dropped connection apart.
 """
 
 from __future__ import annotations
