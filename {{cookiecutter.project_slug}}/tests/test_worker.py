@@ -189,18 +189,23 @@ def test_dev_worker_delivers_without_a_broker(
     assert delivered_ids(smtp_server) == [notification_id]
 
 
-def test_worker_with_bad_mail_settings_stops_at_start_with_one_line(tmp_path: Path) -> None:
-    environment = worker_environment(CELERY_BROKER_URL="memory://localhost/", MAIL_PASSWORD="Mail-Pa55word")
-
-    completed = subprocess.run(
+def start_worker(environment: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a solo-pool worker that is expected to stop at start; returns how it ended."""
+    return subprocess.run(
         worker_command("--pool", "solo"),
         env=environment,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_worker_with_bad_mail_settings_stops_at_start_with_one_line(tmp_path: Path) -> None:
+    environment = worker_environment(CELERY_BROKER_URL="memory://localhost/", MAIL_PASSWORD="Mail-Pa55word")
+
+    completed = start_worker(environment, tmp_path)
 
     assert completed.returncode == 2
     assert completed.stderr.splitlines()[-1].startswith("error: invalid settings: MAIL_SERVER is required")
@@ -218,15 +223,7 @@ def test_worker_with_a_time_limit_below_the_longest_send_stops_at_start_with_one
         MAIL_USE_CREDENTIALS="false",
     )
 
-    completed = subprocess.run(
-        worker_command("--pool", "solo"),
-        env=environment,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = start_worker(environment, tmp_path)
 
     assert completed.returncode == 2
     last = completed.stderr.splitlines()[-1]
