@@ -3,8 +3,9 @@
 Every posted notification arrives. A worker killed with SIGKILL while notifications are in flight
 loses none: the API's sweeper publishes the notifications it had claimed again once their lease
 (DELIVERY_LEASE) has expired, long before Redis's visibility timeout. Duplicates are allowed,
-counted and reported; there can be no more than the notifications the killed worker held. A send
-cut off by the task time limit is sent again. A broker outage during the POSTs refuses nothing:
+counted and reported; there can be no more than the notifications the killed worker held. A server
+that answers the end of DATA later than MAIL_TIMEOUT gives one email per notification; a hung send
+killed by the task time limit before its data went out is sent again, once. A broker outage during the POSTs refuses nothing:
 what was accepted goes out once the broker is back.
 """
 
@@ -36,12 +37,19 @@ import redis
 from .conftest import free_port, run_project_tests, wait_until
 
 API_KEY = "template-test-api-key-0123456789"
+BEARER = {"Authorization": f"Bearer {API_KEY}"}
 SMTP_USER, SMTP_PASSWORD = "mailer", "template-Test-Passw0rd"
 CONCURRENCY = 2
 LEASE = 5.0
+TIME_LIMIT = 43
+"""Just above the longest send the MAIL_* settings below allow: 2 attempts of (17 steps + 1 RCPT) x 1 s + 3 s."""
 FAST_RECOVERY = {
     "DELIVERY_LEASE": str(LEASE),
-    "CELERY_TASK_TIME_LIMIT": "1",
+    "MAIL_TIMEOUT": "1",
+    "MAIL_DATA_TIMEOUT": "3",
+    "MAIL_MAX_RETRIES": "0",
+    "MAX_RECIPIENTS": "1",
+    "CELERY_TASK_TIME_LIMIT": str(TIME_LIMIT),
     "DELIVERY_POLL_INTERVAL": "0.2",
     "DELIVERY_RETRY_BACKOFF": "0.1",
     "DELIVERY_RETRY_BACKOFF_MAX": "0.5",
@@ -69,18 +77,28 @@ class Inbox:
 
 
 class SlowDataHandler:
-    """Stalls each DATA for `delay` s; `hang_next` makes the next DATA hang that long and store nothing."""
+    """Stalls the reply to each end of DATA for `delay` s.
+
+    With `hold_next_rcpt`, the next RCPT sets `rcpt_reached` and is answered only once `rcpt_release` is set.
+    """
 
     def __init__(self, inner: Any, delay: float) -> None:
         self._inner = inner
         self.delay = delay
-        self.hang_next = 0.0
+        self.hold_next_rcpt = False
+        self.rcpt_reached = threading.Event()
+        self.rcpt_release = threading.Event()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.hold_next_rcpt:
+            self.hold_next_rcpt = False
+            self.rcpt_reached.set()
+            while not self.rcpt_release.is_set():
+                await asyncio.sleep(0.05)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.hang_next:
-            hang, self.hang_next = self.hang_next, 0.0
-            await asyncio.sleep(hang)
-            return "451 4.3.0 too late"  # the client has long been gone
         await asyncio.sleep(self.delay)
         reply: str = await self._inner.handle_DATA(server, session, envelope)
         return reply
@@ -239,13 +257,13 @@ def _healthy(client: httpx.Client, process: subprocess.Popen[bytes]) -> bool:
 
 
 def worker(
-    project: Path, environment: dict[str, str], log: Path
+    project: Path, environment: dict[str, str], log: Path, concurrency: int = CONCURRENCY
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """A `celery worker` process (prefork pool) as a context manager."""
     command = [sys.executable, "-m", "celery", "-A", f"{package(project)}.worker", "worker"]
     options = [
         "--concurrency",
-        str(CONCURRENCY),
+        str(concurrency),
         "--loglevel",
         "INFO",
         "--without-mingle",
@@ -259,7 +277,7 @@ def post(client: httpx.Client, count: int) -> list[str]:
     ids = []
     for number in range(count):
         body = {"to": ["alice@example.com"], "subject": f"Notification {number}", "body": "Hello."}
-        response = client.post("/notifications", json=body, headers={"Authorization": f"Bearer {API_KEY}"})
+        response = client.post("/notifications", json=body, headers=BEARER)
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
     return ids
@@ -337,25 +355,62 @@ def test_broker_outage_during_the_posts_refuses_and_loses_nothing(
     assert sorted(inbox.ids) == sorted(posted)
 
 
-def test_send_cut_off_by_the_time_limit_is_sent_again(
+def test_a_late_reply_to_the_end_of_data_gives_one_email_each(
     celery_project: Path,
     environment: dict[str, str],
     inbox: Inbox,
     smtp_handler: SlowDataHandler,
     tmp_path: Path,
 ) -> None:
-    smtp_handler.hang_next = (
-        3.0  # beyond CELERY_TASK_TIME_LIMIT (1 s): the worker kills that process mid-send
-    )
+    smtp_handler.delay = 2.0  # later than MAIL_TIMEOUT (1 s), within MAIL_DATA_TIMEOUT (3 s)
     with (
         api(celery_project, environment, tmp_path) as client,
         worker(celery_project, environment, tmp_path / "w1.log"),
     ):
+        posted = post(client, 3)
+        inbox.wait_for(lambda ids: set(posted) <= set(ids), 60, "the 3 notifications")
+        time.sleep(2 * LEASE)  # a second claim or a retry would have sent another copy by now
+        statuses = [client.get(f"/notifications/{id_}", headers=BEARER).json()["status"] for id_ in posted]
+
+    assert sorted(inbox.ids) == sorted(posted)
+    assert statuses == ["sent"] * 3
+
+
+def test_a_hung_send_killed_by_the_time_limit_is_sent_again(
+    celery_project: Path,
+    environment: dict[str, str],
+    inbox: Inbox,
+    smtp_handler: SlowDataHandler,
+    tmp_path: Path,
+) -> None:
+    # The worker process hangs (stopped) while it waits for the reply to RCPT, before any data went out.
+    smtp_handler.hold_next_rcpt = True
+    log = tmp_path / "w1.log"
+    with (
+        api(celery_project, environment, tmp_path) as client,
+        worker(celery_project, environment, log, concurrency=1) as process,
+    ):
         [notification_id] = post(client, 1)
-        inbox.wait_for(lambda ids: notification_id in ids, 30, "the notification, sent again")
+        assert smtp_handler.rcpt_reached.wait(30), "the send never reached RCPT"
+        [child] = pool_processes(process.pid)
+        os.kill(child, signal.SIGSTOP)
+        smtp_handler.rcpt_release.set()
+        inbox.wait_for(lambda ids: notification_id in ids, TIME_LIMIT + 30, "the notification, sent again")
+        time.sleep(LEASE)
 
     assert inbox.ids == [notification_id]
-    assert "Hard time limit (1s) exceeded" in (tmp_path / "w1.log").read_text()
+    assert f"Hard time limit ({TIME_LIMIT}s) exceeded" in log.read_text()
+
+
+def pool_processes(parent: int) -> list[int]:
+    """The ids of the processes whose parent is `parent` (a prefork worker's pool)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent:
+                children.append(int(stat.parent.name))
+    return children
 
 
 def test_generated_integration_test_passes_on_the_real_broker(celery_project: Path, redis_url: str) -> None:

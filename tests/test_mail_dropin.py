@@ -43,10 +43,13 @@ DRIVER = f"""
 import sys
 sys.modules[{PACKAGE!r}] = None  # importing the service package now fails: the copy must stand alone
 from fastapi.testclient import TestClient
-from acme_notify.mailing.doctor import check_mail_command
+from acme_notify.mailing.diagnosis import render_diagnosis
+from acme_notify.mailing.probe import check_mail
 from acme_notify.app import app
 
-print("check-mail exit", check_mail_command())
+diagnosis = check_mail()
+print(render_diagnosis(diagnosis))
+print("check-mail exit", diagnosis.exit_code)
 with TestClient(app) as client:
     response = client.post("/welcome", params={{"address": "alice@example.com"}})
 print("POST /welcome", response.status_code, response.text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ class FaultyHandler(StoringHandler):
     `delay`: seconds to stall before answering each DATA.
     `connections`: the server side of every client connection, in the order they said EHLO.
     `logins`: each AUTH attempt as (mechanism, accepted).
+    `ehlo_names`: the name each EHLO gave.
     """
 
     def __init__(self) -> None:
@@ -38,6 +40,7 @@ class FaultyHandler(StoringHandler):
         self.delay = 0.0
         self.connections: list[SMTP] = []
         self.logins: list[tuple[str, bool]] = []
+        self.ehlo_names: list[str] = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         super().__init__(self._record)
@@ -52,6 +55,7 @@ class FaultyHandler(StoringHandler):
     ) -> list[str]:
         session.host_name = hostname
         with self._lock:
+            self.ehlo_names.append(hostname)
             if not any(known is server for known in self.connections):
                 self.connections.append(server)
         return responses
@@ -166,5 +170,34 @@ def running_server(
     controller.SMTP_kwargs["authenticator"] = counting
     try:
         yield SmtpServer(handler, controller.port, ca_file, tls)
+    finally:
+        controller.stop()
+
+
+class CramMd5Handler(FaultyHandler):
+    """A `FaultyHandler` that checks CRAM-MD5 logins for real."""
+
+    async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        challenge = f"<{time.monotonic_ns()}@localhost>".encode()
+        answer = await server.challenge_auth(challenge)
+        if not isinstance(answer, bytes):
+            return AuthResult(success=False, handled=False)
+        user, _, digest = answer.decode().partition(" ")
+        expected = hmac.new(PASSWORD.encode(), challenge, "md5").hexdigest()
+        success = user == USERNAME and hmac.compare_digest(digest, expected)
+        self.logins.append(("CRAM-MD5", success))
+        return AuthResult(success=success, handled=False)
+
+
+@contextmanager
+def cram_md5_only_server(ca: trustme.CA, ca_file: Path) -> Iterator[SmtpServer]:
+    """A STARTTLS server whose only login mechanism is CRAM-MD5 (no PLAIN, no LOGIN)."""
+    handler = CramMd5Handler()
+    controller = start_server(
+        handler, tls="starttls", tls_context=server_tls_context(ca, "localhost"), users={USERNAME: PASSWORD}
+    )
+    controller.SMTP_kwargs["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
+    try:
+        yield SmtpServer(handler, controller.port, ca_file, "starttls")
     finally:
         controller.stop()

@@ -15,10 +15,10 @@ import pytest
 import trustme
 
 import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }}.mail.doctor import Problem
+from {{ cookiecutter.package_name }}.mail.diagnosis import Problem
 
 from .raw_servers import listening, silent
-from .smtp_server import PASSWORD, SmtpServer, running_server
+from .smtp_server import PASSWORD, SmtpServer, cram_md5_only_server, running_server
 
 # aiosmtpd cannot tell that an implicit-TLS session is encrypted; the test server is meant to be so.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -70,6 +70,16 @@ def assert_one_diagnosis(run: Run, expected: Problem, timeout: float, startup: f
     assert PASSWORD not in run.stdout + run.stderr
     assert run.stderr == ""
     return run.stdout
+
+
+def test_a_cram_md5_only_server_passes(
+    ca: trustme.CA, ca_file: Path, tmp_path: Path, startup_seconds: float
+) -> None:
+    with cram_md5_only_server(ca, ca_file) as server:
+        run = check_mail(tmp_path, server.env())
+    output = assert_one_diagnosis(run, Problem.OK, 5, startup_seconds)
+    assert "STARTTLS and login as mailer" in output
+    assert server.handler.logins == [("CRAM-MD5", True)]
 
 
 def test_ok_prints_one_line_and_exits_0(

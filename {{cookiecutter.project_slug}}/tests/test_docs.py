@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }}.mail.doctor import Problem
+from {{ cookiecutter.package_name }}.mail.diagnosis import Problem
 from {{ cookiecutter.package_name }}.mail.settings import env_name
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -67,11 +67,15 @@ def default_cell(info: FieldInfo) -> str:
 def settings_table() -> str:
     """The Markdown table documenting every variable, as the README must show it."""
     rows = ["| Variable | Default | Description |", "|---|---|---|"]
+    listed = set()
     for model in settings_models():
         for field, info in model.model_fields.items():
+            if (variable := env_name(model, field)) in listed:
+                continue  # a field a model inherits is listed once
+            listed.add(variable)
             assert info.description, f"{model.__name__}.{field} needs a description="
             description = info.description.replace("|", "\\|")
-            rows.append(f"| `{env_name(model, field)}` | {default_cell(info)} | {description} |")
+            rows.append(f"| `{variable}` | {default_cell(info)} | {description} |")
     return "\n".join(rows) + "\n"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import hmac
 import json
 import socket
 import ssl
@@ -19,13 +18,11 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from fastapi_mail import MessageSchema
 
 from {{ cookiecutter.package_name }}.api.health import ProbeCache
 from {{ cookiecutter.package_name }}.devsmtp import (
     PasswordAuthenticator,
-    Received,
     StoringHandler,
     TlsMode,
     free_port,
@@ -33,17 +30,12 @@ from {{ cookiecutter.package_name }}.devsmtp import (
     start_server,
 )
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, SettingsError, load_settings
-from {{ cookiecutter.package_name }}.mail.doctor import (
-    Diagnosis,
-    Problem,
-    login_advice,
-    probe,
-    render_diagnosis,
-    settings_diagnosis,
-)
+from {{ cookiecutter.package_name }}.mail.advice import login_advice
+from {{ cookiecutter.package_name }}.mail.diagnosis import Diagnosis, Problem, render_diagnosis, settings_diagnosis
+from {{ cookiecutter.package_name }}.mail.probe import probe
 
 from .raw_servers import ScriptedListener, full_backlog, hang_up, listening, silent, smtp_script
-from .smtp_server import PASSWORD, USERNAME, running_server
+from .smtp_server import PASSWORD, USERNAME, cram_md5_only_server, running_server
 
 pytestmark = [
     pytest.mark.anyio,
@@ -318,56 +310,21 @@ async def test_password_echoed_by_the_server_is_redacted(ca_file: Path) -> None:
     assert "535 5.7.8 *** is not it" in diagnosis.message
 
 
-class CramMd5Handler(StoringHandler):
-    """Stores messages; accepts only CRAM-MD5 logins (checked for real) and records the EHLO names."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self.ehlo_names: list[str] = []
-        super().__init__(self.received.append)
-
-    async def handle_EHLO(  # noqa: N802
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        self.ehlo_names.append(hostname)
-        return responses
-
-    async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
-        challenge = f"<{time.monotonic_ns()}@localhost>".encode()
-        answer = await server.challenge_auth(challenge)
-        if not isinstance(answer, bytes):
-            return AuthResult(success=False, handled=False)
-        user, _, digest = answer.decode().partition(" ")
-        expected = hmac.new(PASSWORD.encode(), challenge, "md5").hexdigest()
-        return AuthResult(success=user == USERNAME and hmac.compare_digest(digest, expected), handled=False)
-
-
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")  # loopback only
-async def test_check_mail_and_the_mailer_agree_on_a_cram_md5_only_server(ca_file: Path) -> None:
-    handler = CramMd5Handler()
-    controller = Controller(
-        handler,
-        hostname="127.0.0.1",
-        port=free_port(),
-        auth_required=True,
-        auth_require_tls=False,
-        auth_exclude_mechanism=["LOGIN", "PLAIN"],
-    )
-    controller.start()
-    try:
-        settings = settings_for(controller.port, ca_file, "plain")
+async def test_check_mail_and_the_mailer_agree_on_a_cram_md5_only_server(
+    ca: trustme.CA, ca_file: Path
+) -> None:
+    with cram_md5_only_server(ca, ca_file) as server:
+        settings = settings_for(server.port, ca_file)
         diagnosis = await diagnose(settings, Problem.OK)
         async with Mailer(settings) as mailer:
             await mailer.send(
                 MessageSchema(subject="s", recipients=["a@example.com"], body="b", subtype="plain")
             )
-    finally:
-        controller.stop()
-    assert "login as mailer" in diagnosis.message
-    assert len(handler.received) == 1
-    probe_name, mailer_name = handler.ehlo_names
-    assert probe_name == mailer_name, "both say EHLO with the same name"
+    assert "STARTTLS and login as mailer" in diagnosis.message
+    assert len(server.received) == 1
+    assert server.handler.logins == [("CRAM-MD5", True), ("CRAM-MD5", True)]
+    assert len(server.handler.ehlo_names) == 4  # each says EHLO before and after STARTTLS
+    assert len(set(server.handler.ehlo_names)) == 1, "both say EHLO with the same name"
 
 
 async def test_each_step_has_its_own_mail_timeout(ca_file: Path) -> None:

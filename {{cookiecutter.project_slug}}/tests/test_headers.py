@@ -11,6 +11,7 @@ from email.policy import default
 import pytest
 from fastapi.testclient import TestClient
 from fastapi_mail import MessageSchema, MessageType
+from httpx import Response
 from pydantic import NameEmail, ValidationError
 
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, PermanentMailError, SettingsError, load_settings
@@ -63,6 +64,41 @@ def test_api_answers_422_for_a_control_character_in_the_subject(
         response = client.post("/notifications", json=body, headers=auth())
         assert response.status_code == 422, char
     assert smtp_server.received == []
+
+
+@pytest.mark.parametrize(
+    ("field", "template"),
+    [
+        ("subject", '"Marker-7f3a {} Reply-To: attacker@evil.test"'),
+        ("body", '"Marker-7f3a {}"'),
+        ("to", '["marker-7f3a{}@example.com"]'),
+    ],
+)
+def test_api_answers_422_for_a_lone_surrogate_without_echoing_it(
+    client: TestClient, smtp_server: SmtpServer, field: str, template: str
+) -> None:
+    def post(escape: str) -> Response:
+        """The raw JSON escape, as a client sends it (Python's JSON encoders cannot write a lone surrogate)."""
+        fields = {
+            "to": '["a@example.com"]',
+            "subject": '"Hello"',
+            "body": '"x"',
+            field: template.format(escape),
+        }
+        content = "{" + ", ".join(f'"{name}": {value}' for name, value in fields.items()) + "}"
+        response: Response = client.post(
+            "/notifications", content=content, headers={**auth(), "Content-Type": "application/json"}
+        )
+        return response
+
+    assert post("\\u00e9").status_code == 202  # the same request with a real character is accepted
+    smtp_server.handler.wait_for(1)
+    response = post("\\ud800")
+
+    assert response.status_code == 422, response.text
+    assert "Marker-7f3a" not in response.text
+    assert "ud800" not in response.text.lower()
+    assert len(smtp_server.received) == 1
 
 
 @pytest.mark.parametrize("name", ["Sender\r\nBcc: victim@example.com", "Sender\x0bX: 1", "Sender\x1b[31m"])

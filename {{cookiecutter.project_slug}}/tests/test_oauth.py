@@ -20,6 +20,7 @@ import trustme
 from fastapi_mail import MessageSchema, MessageType
 from prometheus_client import REGISTRY
 
+from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import (
     Mailer,
@@ -29,7 +30,8 @@ from {{ cookiecutter.package_name }}.mail import (
     TransientMailError,
     load_settings,
 )
-from {{ cookiecutter.package_name }}.mail.doctor import Problem, check_mail_command, probe, render_diagnosis
+from {{ cookiecutter.package_name }}.mail.diagnosis import Problem, render_diagnosis
+from {{ cookiecutter.package_name }}.mail.probe import probe
 from {{ cookiecutter.package_name }}.observability.metrics import ServiceMetrics
 
 from .oauth_servers import (
@@ -422,9 +424,9 @@ def test_check_mail_command_prints_no_secret(
     del env["MAIL_PASSWORD"]
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert check_mail_command() == 0
+    assert main(["check-mail"]) == 0
     monkeypatch.setenv("MAIL_OAUTH_CLIENT_SECRET", CLIENT_SECRET + "-wrong")
-    assert check_mail_command(json_output=True) == 41
+    assert main(["check-mail", "--json"]) == 41
     output = capsys.readouterr()
     assert "oauth_client_invalid" in output.out
     assert leaked(output.out + output.err, endpoint) == []
@@ -560,7 +562,7 @@ def test_the_env_example_preset_sends_and_passes_check_mail(
 
     asyncio.run(send_one(settings))
     assert server.handler.wait_for(1)[0].message["Subject"] == "oauth 0"
-    assert check_mail_command() == 0
+    assert main(["check-mail"]) == 0
     assert handler.oauth_logins == [MAILBOX, MAILBOX]
     output = capsys.readouterr()
     assert "accepted the connection, STARTTLS and login as mailer@example.com" in output.out

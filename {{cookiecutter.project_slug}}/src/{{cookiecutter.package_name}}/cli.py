@@ -144,12 +144,19 @@ def purge(args: argparse.Namespace) -> int:
 def check_mail(args: argparse.Namespace) -> int:
     """Connect, negotiate TLS and log in (never send); print one diagnosis."""
     if args.deliverability:
-        from .mail.deliverability import deliverability_command
+        from .mail.deliverability import deliverability_report
 
-        return deliverability_command(json_output=args.json)
-    from .mail.doctor import check_mail_command
+        report = deliverability_report()
+        print(report.render(args.json), flush=True)
+        return report.exit_code
+    from .mail.diagnosis import render_diagnosis
+    from .mail.probe import check_mail as diagnose
 
-    return check_mail_command(json_output=args.json)
+    diagnosis = diagnose()
+    for warning in diagnosis.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    print(render_diagnosis(diagnosis, args.json), flush=True)
+    return diagnosis.exit_code
 
 
 def dkim_keygen(args: argparse.Namespace) -> int:

@@ -27,8 +27,8 @@ DOMAIN = re.compile(r"[^\s@*,/]+\.[^\s@*,/.]+")
 GENERATE_KEY_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 
 
-class ApiSettings(BaseSettings):
-    """Who may call the API and how large a request may be."""
+class RecipientLimit(BaseSettings):
+    """The most recipients of one notification: the API refuses more, a Celery worker's time limit counts them."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -38,11 +38,16 @@ class ApiSettings(BaseSettings):
         hide_input_in_errors=True,  # a ValidationError's text must not carry API_KEYS
     )
 
-    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
-        description="Comma-separated bearer keys accepted by the API; list several to rotate keys without downtime."
-    )
     max_recipients: int = Field(
         default=50, ge=1, le=1000, description="Most recipients (to + cc) in one notification."
+    )
+
+
+class ApiSettings(RecipientLimit):
+    """Who may call the API and how large a request may be."""
+
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        description="Comma-separated bearer keys accepted by the API; list several to rotate keys without downtime."
     )
     max_body_bytes: int = Field(
         default=100 * 1024,

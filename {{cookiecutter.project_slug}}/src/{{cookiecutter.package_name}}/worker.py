@@ -5,15 +5,17 @@ lease (DELIVERY_LEASE) and sends it through its process's pooled `Mailer`; a not
 sent, failed, or claimed by another worker is skipped, so a message delivered twice sends nothing
 twice. Failures are recorded in the store like in-process delivery: transient ones are rescheduled
 (the service's sweeper publishes them when due), permanent ones become `failed`. A worker process
-killed mid-send (CELERY_TASK_TIME_LIMIT, SIGKILL) leaves its claim to expire; the attempt counts,
-and a notification past DELIVERY_MAX_ATTEMPTS becomes `failed`. A send that reached the server
-just before the kill is sent again: both copies carry the same Message-ID and X-Notification-ID.
+killed mid-send (SIGKILL, or CELERY_TASK_TIME_LIMIT for a process that hangs: the limit exceeds the
+longest send the MAIL_* settings allow) leaves its claim to expire; the attempt counts, and a
+notification past DELIVERY_MAX_ATTEMPTS becomes `failed`. A send that reached the server just before
+the kill is sent again: both copies carry the same Message-ID and X-Notification-ID.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import sys
 import threading
@@ -27,8 +29,10 @@ from . import SERVICE_NAME
 from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_celery_app
 from .delivery.dispatcher import Dispatcher
 from .mail import Mailer, MailSettings, SettingsError, load_settings
+from .mail.mailer import longest_send
 from .observability.logs import LogSettings, configure_logging
 from .observability.metrics import MetricsSettings, check_multiprocess_dir, process_exiting, service_metrics
+from .settings import RecipientLimit
 from .store import (
     DeliverySettings,
     NotificationStore,
@@ -42,12 +46,28 @@ from .store import (
 logger = logging.getLogger(__name__)
 
 
-def check_limits(celery: CelerySettings, delivery: DeliverySettings) -> None:
-    """A send must end (or be killed) before its lease expires, or another worker sends it too."""
-    if celery.task_time_limit >= delivery.lease:
+def check_limits(celery: CelerySettings, mail: MailSettings, recipients: int) -> None:
+    """The time limit must outlast the longest send, and Redis must not hand out a message a live worker holds.
+
+    A send cut off after its data went out (the server may take MAIL_DATA_TIMEOUT to answer it) is sent
+    again: a duplicate. A message a worker has taken waits at most one task (its process is busy) before it is
+    acknowledged; past CELERY_VISIBILITY_TIMEOUT Redis would hand it to a second worker too (the store's claim
+    keeps the email single, but the message runs twice).
+    """
+    longest = math.ceil(longest_send(mail, recipients))
+    if celery.task_time_limit <= longest:
         raise SettingsError(
-            f"invalid settings: CELERY_TASK_TIME_LIMIT ({celery.task_time_limit} s) must be below "
-            f"DELIVERY_LEASE ({delivery.lease:g} s), or a slow send is claimed and sent a second time"
+            f"invalid settings: CELERY_TASK_TIME_LIMIT ({celery.task_time_limit} s) must exceed the longest send "
+            f"the MAIL_* settings allow ({longest} s from MAIL_TIMEOUT per step, MAIL_DATA_TIMEOUT, MAIL_MAX_RETRIES "
+            f"and MAX_RECIPIENTS={recipients}), or a send killed after its data went out is sent twice: raise "
+            f"CELERY_TASK_TIME_LIMIT above {longest} or lower those settings"
+        )
+    redis = celery.broker_url.get_secret_value().startswith(("redis://", "rediss://", "sentinel://"))
+    if redis and celery.visibility_timeout <= celery.task_time_limit:
+        raise SettingsError(
+            f"invalid settings: CELERY_VISIBILITY_TIMEOUT ({celery.visibility_timeout} s) must exceed "
+            f"CELERY_TASK_TIME_LIMIT ({celery.task_time_limit} s), or Redis hands a message waiting behind a "
+            "running send to a second worker: raise CELERY_VISIBILITY_TIMEOUT"
         )
 
 
@@ -164,8 +184,9 @@ def exit_with(error: SettingsError | SchemaError) -> NoReturn:
 def _check_settings(**_: object) -> None:
     """At worker start, before any message is taken: the settings must load and the store be migrated."""
     try:
-        load_settings(MailSettings)
-        check_limits(load_settings(CelerySettings), load_settings(DeliverySettings))
+        load_settings(DeliverySettings)
+        mail = load_settings(MailSettings)
+        check_limits(load_settings(CelerySettings), mail, load_settings(RecipientLimit).max_recipients)
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
         if load_settings(MetricsSettings).enabled:
             check_multiprocess_dir()

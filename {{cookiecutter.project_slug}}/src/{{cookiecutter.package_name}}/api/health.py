@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 {% if cookiecutter.delivery == "celery" -%}
 from ..delivery.queued import CeleryDelivery
 {% endif -%}
-from ..mail.doctor import Diagnosis, Problem, probe
+from ..mail.diagnosis import Diagnosis, Problem
+from ..mail.probe import probe
 from ..mail.settings import MailSettings
 from .deps import StoreDep, has_api_key
 

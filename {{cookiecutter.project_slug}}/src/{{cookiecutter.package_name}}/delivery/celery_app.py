@@ -1,8 +1,11 @@
 """The Celery app both sides share, without side effects: the service publishes with it, `worker.py` runs it.
 
 A message carries only a notification id; the notification itself stays in the store. Messages
-are acknowledged as a worker takes them: a worker that dies leaves its notification `sending`
-in the store, and the service's sweeper publishes it again once DELIVERY_LEASE has passed.
+are acknowledged as a worker process starts them (not `acks_late`): a worker that dies leaves its
+notification `sending` in the store, and the service's sweeper publishes it again once
+DELIVERY_LEASE has passed; a redelivered message finds the notification claimed or sent and sends
+nothing. Until it starts, a message waits at most one running send (CELERY_TASK_TIME_LIMIT), so
+Redis's visibility timeout must be longer.
 """
 
 from __future__ import annotations
@@ -37,17 +40,20 @@ class CelerySettings(BaseSettings):
         description="Queue the notification ids travel on; the service and its workers must use the same.",
     )
     visibility_timeout: int = Field(
-        default=3600,
+        default=10800,
         ge=1,
         le=86400,
-        description="Redis: seconds after which a message taken by a worker that died is handed out again.",
+        description=(
+            "Redis: seconds after which a message taken by a worker that died is handed out again; "
+            "must exceed CELERY_TASK_TIME_LIMIT."
+        ),
     )
     task_time_limit: int = Field(
-        default=45,
+        default=7200,
         ge=1,
         description=(
-            "Seconds one send may take before its worker process is killed and replaced (the attempt counts); "
-            "must be below DELIVERY_LEASE."
+            "Seconds after which a hung send's worker process is killed and replaced (the attempt counts); "
+            "must exceed the longest send the MAIL_* settings allow (6356 s by default)."
         ),
     )
 

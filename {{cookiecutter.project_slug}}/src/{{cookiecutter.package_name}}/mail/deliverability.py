@@ -22,16 +22,18 @@ import dkim
 import dns.exception
 import dns.resolver
 
-from .doctor import probe, render_diagnosis, settings_diagnosis
+from .diagnosis import Diagnosis, render_diagnosis, settings_diagnosis
+from .probe import probe
 from .settings import MailSettings, SettingsError, is_loopback, load_settings
 
 __all__ = [
+    "DeliverabilityReport",
     "Dns",
     "DnsLookupError",
     "Status",
     "Verdict",
     "check_deliverability",
-    "deliverability_command",
+    "deliverability_report",
     "provider_of",
 ]
 
@@ -464,23 +466,35 @@ def deliverability_exit_code(verdicts: list[Verdict]) -> int:
     return 0
 
 
-def deliverability_command(json_output: bool = False) -> int:
-    """`check-mail --deliverability`: the SMTP probe, then the DNS verdicts; returns the exit code.
+@dataclass(frozen=True)
+class DeliverabilityReport:
+    """`check-mail --deliverability`'s findings: the SMTP probe's diagnosis, then the DNS verdicts."""
 
-    The exit code is the probe's when it failed, else 50 for a record to fix, 51 for DNS failures.
-    """
+    diagnosis: Diagnosis
+    domain: str = ""
+    verdicts: tuple[Verdict, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """The probe's code when it failed, else 50 for a record to fix, 51 for DNS failures."""
+        return self.diagnosis.exit_code or deliverability_exit_code(list(self.verdicts))
+
+    def render(self, json_output: bool = False) -> str:
+        """The report as check-mail prints it: JSON (verdicts under "deliverability"), or lines for people."""
+        if not self.domain:  # the settings did not load: there is nothing to look up
+            return render_diagnosis(self.diagnosis, json_output)
+        if json_output:
+            section = {"domain": self.domain, "verdicts": [asdict(verdict) for verdict in self.verdicts]}
+            return json.dumps({**self.diagnosis.as_dict(), "deliverability": section})
+        return render_diagnosis(self.diagnosis) + "\n" + render_verdicts(self.domain, list(self.verdicts))
+
+
+def deliverability_report() -> DeliverabilityReport:
+    """Probe the SMTP server of MailSettings from the environment, then judge MAIL_FROM's domain's records."""
     try:
         settings = load_settings(MailSettings)
     except SettingsError as error:
-        diagnosis = settings_diagnosis(error)
-        print(render_diagnosis(diagnosis, json_output), flush=True)
-        return diagnosis.exit_code
+        return DeliverabilityReport(settings_diagnosis(error))
     diagnosis = asyncio.run(probe(settings))
     domain = str(settings.from_address).rpartition("@")[2].lower()
-    verdicts = check_deliverability(settings)
-    if json_output:
-        section = {"domain": domain, "verdicts": [asdict(verdict) for verdict in verdicts]}
-        print(json.dumps({**diagnosis.as_dict(), "deliverability": section}), flush=True)
-    else:
-        print(render_diagnosis(diagnosis) + "\n" + render_verdicts(domain, verdicts), flush=True)
-    return diagnosis.exit_code or deliverability_exit_code(verdicts)
+    return DeliverabilityReport(diagnosis, domain, tuple(check_deliverability(settings)))

@@ -101,6 +101,8 @@ class Diagnosis:
     server: str = ""
     port: int = 0
     elapsed: float = 0.0
+    warnings: tuple[str, ...] = ()
+    """Settings that work but weaken security (MAIL_VALIDATE_CERTS=false...), one line each."""
 
     @property
     def ok(self) -> bool:

@@ -32,10 +32,9 @@ import aiosmtplib
 from aiosmtplib.email import extract_recipients, extract_sender
 from fastapi_mail import FastMail, MessageSchema
 
-from . import sniff
 from .errors import MailError, PermanentMailError, TransientMailError, classify, printable
 from .events import MailEvents, failure_class
-from .login import LoginGuard, login_once
+from .login import LoginGuard
 from .mime import (
     ascii_domains,
     drop_multipart_encodings,
@@ -43,11 +42,12 @@ from .mime import (
     serialize,
     single_message_id,
 )
-from .oauth import TokenCache, xoauth2_login
+from .oauth import TokenCache
+from .session import Progress, open_session, smtp_client
 from .settings import MailSettings, security_warnings
 from .transaction import transact
 
-__all__ = ["DeliveryResult", "Mailer", "MailerClosedError"]
+__all__ = ["DeliveryResult", "Mailer", "MailerClosedError", "longest_send"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ CLOSE_TIMEOUT = 1.0
 """Seconds granted to QUIT when the mailer closes its sessions."""
 
 _LISTED_RECIPIENTS = 3
+
+SESSION_STEPS = 17
+"""The MAIL_TIMEOUT waits of one attempt besides its RCPTs: connect, greeting, EHLO and HELO, STARTTLS, the TLS
+handshake, EHLO and HELO again, up to six for the login (refused methods, then the next; XOAUTH2: token, AUTH
+and its error challenge, renewed once), MAIL, DATA and RSET."""
 
 NOTIFICATION_ID_HEADER = "X-Notification-ID"
 """The header whose value names a message in log lines and errors (else its Message-ID)."""
@@ -358,43 +363,19 @@ class Mailer:
             session.abort()
 
     async def _open(self) -> _Session:
-        """Connect, upgrade to TLS and log in, each step bounded by settings.timeout."""
-        settings = self._settings
-        smtp = aiosmtplib.SMTP(
-            hostname=settings.server,
-            port=settings.port,
-            timeout=settings.timeout,
-            use_tls=settings.ssl_tls,
-            start_tls=False,
-            tls_context=settings.tls_context if settings.encrypted else None,
-            local_hostname=self._local_hostname,
-        )
-        action = f"connect to {self._where}"
-        if settings.use_credentials:
+        """Connect, upgrade to TLS and log in (`open_session`), each step bounded by settings.timeout."""
+        smtp = smtp_client(self._settings, self._local_hostname)
+        progress = Progress(self._where)
+        if self._settings.use_credentials:
             self._logins.check()
         try:
-            if settings.ssl_tls:
-                await smtp.connect()
-            else:
-                await sniff.connect(
-                    smtp, self._where, sniff_after=min(sniff.SNIFF_AFTER, settings.timeout / 4)
-                )
-            self._local_hostname = smtp.local_hostname
-            if settings.starttls:
-                action = f"STARTTLS with {self._where}"
-                await smtp.starttls()
-            if settings.use_credentials:
-                action = f"login to {self._where}"
-                if self._tokens is not None:  # sessions share one token; a refused one is renewed once
-                    await xoauth2_login(smtp, settings, self._tokens)
-                else:
-                    async with self._logins.attempt(action):
-                        await login_once(smtp, settings.username, settings.password.get_secret_value())
+            await open_session(smtp, self._settings, progress, tokens=self._tokens, logins=self._logins)
         except BaseException as error:
             _abort(smtp)
             if isinstance(error, Exception):
-                raise classify(error, action, self._secrets) from error
+                raise classify(error, progress.action, self._secrets) from error
             raise
+        self._local_hostname = smtp.local_hostname
         logger.debug("opened an SMTP session to %s", self._where)
         self._events.session_opened()
         return _Session(smtp, smtp.transport, events=self._events)
@@ -424,3 +405,16 @@ def _abort(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None
             elif each is not None:
                 each.close()
         smtp.close()
+
+
+def longest_send(settings: MailSettings, recipients: int) -> float:
+    """The most seconds one `send` to at most `recipients` addresses takes when every step waits its full timeout.
+
+    Each attempt waits MAIL_TIMEOUT per step (`SESSION_STEPS`, plus one RCPT per recipient) and MAIL_DATA_TIMEOUT
+    for the reply to the data; there are MAIL_MAX_RETRIES + 1 of them, one more for a pooled session the server
+    had closed (replaced without counting), and the longest backoff between them. It assumes the send does
+    not wait for a session of the pool held by another send (one send at a time on this `Mailer`).
+    """
+    attempt = (SESSION_STEPS + recipients) * settings.timeout + settings.data_timeout
+    backoff = 1.5 * settings.retry_base_delay * (2**settings.max_retries - 1)
+    return float((settings.max_retries + 2) * attempt + backoff)

@@ -1,18 +1,19 @@
 """The probe behind check-mail and /health/mail: connect, TLS and login, never send.
 
-`probe()` walks the same path as sending (connect, greeting, EHLO, STARTTLS or implicit
-TLS, AUTH) and stops there: it never sends MAIL FROM. It says EHLO with the Mailer's name
-and logs in with the Mailer's methods (CRAM-MD5, PLAIN, LOGIN). Each failure becomes one
-`Diagnosis`. Each step is bounded by MAIL_TIMEOUT, as when sending (closing takes at most
-half a second more), and the password never appears in a diagnosis, even if the server echoes it.
-The raw dialogue (not aiosmtplib) is what lets it tell a wrong port or TLS mode from a silent
-server: it sniffs for TLS on a second connection when the greeting is slow.
+`probe()` looks MAIL_SERVER up, then opens a session exactly as the `Mailer` does
+(`session.open_session`, on aiosmtplib: the same EHLO name, TLS and login methods) and stops
+there: it never sends MAIL FROM. Each step is bounded by MAIL_TIMEOUT, as when sending (QUIT takes
+at most half a second more). Each failure becomes one `Diagnosis`, and the password never appears
+in one, even if the server echoes it. Raw second connections (and `sniff`'s) only tell a wrong
+port or TLS mode, a silent host or a dropped connection apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import functools
 import socket
 import ssl
@@ -22,24 +23,22 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import aiosmtplib
-from aiosmtplib.auth import auth_crammd5_verify, auth_login_encode, auth_plain_encode, auth_xoauth2_encode
 
 from .advice import login_advice
-from .diagnosis import Diagnosis, Problem
+from .diagnosis import Diagnosis, Problem, settings_diagnosis
 from .errors import printable, redact, wants_oauth
-from .oauth import TokenError, fetch_token, smtp_refusal, token_timeout
-from .settings import MailSettings
-from .sniff import SNIFF_AFTER, speaks_tls
+from .oauth import TokenError
+from .session import Progress, open_session, smtp_client
+from .settings import MailSettings, SettingsError, load_settings, security_warnings
+from .sniff import ImplicitTlsPortError
 
-__all__ = ["probe"]
+__all__ = ["check_mail", "probe"]
 
 T = TypeVar("T")
 
-SUPPORTED_MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
-"""The password logins aiosmtplib (so the Mailer) speaks, in the order it prefers them."""
 CLOSE_TIMEOUT = 0.5
-PLAIN_GREETING_WAIT = 1.0
-MAX_REPLY_LINES = 100
+RAW_WAIT = 1.0
+"""Seconds a diagnostic second connection waits at most (a plain greeting; a TCP connect: MAIL_TIMEOUT / 2)."""
 
 
 class _Found(Exception):  # noqa: N818 - control flow, not an error
@@ -53,30 +52,314 @@ class _Found(Exception):  # noqa: N818 - control flow, not an error
 async def probe(settings: MailSettings) -> Diagnosis:
     """Connect, negotiate TLS and log in (never send); diagnose the first step that fails."""
     started = time.monotonic()
-    session = _Session(settings, settings.tls_context)  # a bad MAIL_CERT_BUNDLE stops the settings already
+    where = f"{settings.server}:{settings.port}"
+    smtp = smtp_client(settings)
+    progress = Progress(where)
     try:
-        await session.run()
-        found = _Found(Problem.OK, session.success_message(), "nothing to fix")
-    except _Found as diagnosed:
-        found = diagnosed
-    except TimeoutError:
-        found = session.timed_out()
+        await _resolve(settings)
+        await open_session(smtp, settings, progress)
+        found = _Found(Problem.OK, _success(settings, where), "nothing to fix")
+    except Exception as error:  # every failure becomes a diagnosis
+        found = await _Diagnoser(settings, smtp, progress).diagnose(error)
     finally:
-        await session.close()
+        await _close(smtp)
+    secrets = settings.secret_forms()
     return Diagnosis(
         found.problem,
-        redact(found.message, settings.secret_forms()),
-        redact(found.fix, settings.secret_forms()),
+        redact(found.message, secrets),
+        redact(found.fix, secrets),
         settings.server,
         settings.port,
         time.monotonic() - started,
     )
 
 
-def _printable(text: str, secrets: tuple[str, ...], limit: int = 200) -> str:
-    """Server text made safe for one terminal line: secrets redacted first, then cleaned and cut."""
-    cleaned = printable(redact(text, secrets))
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+def check_mail() -> Diagnosis:
+    """check-mail without the printing: `probe` with MailSettings from the environment.
+
+    Settings that do not load are a `SETTINGS_INVALID` diagnosis; `render_diagnosis` formats the
+    result, and its `warnings` (MAIL_VALIDATE_CERTS=false...) go to stderr.
+    """
+    try:
+        settings = load_settings(MailSettings)
+    except SettingsError as error:
+        return settings_diagnosis(error)
+    diagnosis = asyncio.run(probe(settings))
+    return dataclasses.replace(diagnosis, warnings=tuple(security_warnings(settings)))
+
+
+def _success(settings: MailSettings, where: str) -> str:
+    tls = "implicit TLS" if settings.ssl_tls else "STARTTLS" if settings.starttls else "no TLS"
+    login = f"login as {_username(settings)}" if settings.use_credentials else "no login"
+    return f"{where} accepted the connection, {tls} and {login}"
+
+
+def _username(settings: MailSettings) -> str:
+    """MAIL_USERNAME as shown: not at all when it is the password too."""
+    if redact(settings.username, settings.secret_forms()) != settings.username:
+        return "(not shown: it contains MAIL_PASSWORD)"
+    return settings.username
+
+
+async def _close(smtp: aiosmtplib.SMTP) -> None:
+    """QUIT politely after a dialogue that is still up (a courtesy, bounded), then drop the socket."""
+    if smtp.is_connected:
+        with contextlib.suppress(Exception):
+            await smtp.quit(timeout=CLOSE_TIMEOUT)
+    with contextlib.suppress(Exception):
+        smtp.close()
+    await asyncio.sleep(0)  # let the loop release the socket
+
+
+class _Diagnoser:
+    """Turns what `open_session` raised, and the step it was at, into a `_Found`."""
+
+    def __init__(self, settings: MailSettings, smtp: aiosmtplib.SMTP, progress: Progress) -> None:
+        self.settings, self.smtp, self.step = settings, smtp, progress.step
+        self.where = progress.where
+        self.secrets = settings.secret_forms()
+
+    def text(self, text: str, limit: int = 200) -> str:
+        """Server text made safe for one terminal line: secrets redacted first, then cleaned and cut."""
+        cleaned = printable(redact(text, self.secrets))
+        return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+    def reply(self, error: aiosmtplib.SMTPResponseException) -> str:
+        return self.text(f"{error.code} {error.message}")
+
+    @property
+    def command(self) -> str:
+        """The command a failed step was waiting on."""
+        return {"connect": "the greeting", "ehlo": "EHLO", "starttls": "STARTTLS", "login": "AUTH"}[self.step]
+
+    async def diagnose(self, error: Exception) -> _Found:
+        if isinstance(error, _Found):
+            return error
+        if isinstance(error, ImplicitTlsPortError):
+            mode = "MAIL_STARTTLS=true" if self.settings.starttls else "a connection without TLS"
+            return _Found(
+                Problem.IMPLICIT_TLS_ON_STARTTLS_PORT,
+                f"{self.where} speaks TLS from the first byte (implicit TLS), "
+                f"but {mode} expects a plain SMTP greeting",
+                "set MAIL_SSL_TLS=true and MAIL_STARTTLS=false for this port, "
+                "or use the STARTTLS port (usually 587) with MAIL_STARTTLS=true",
+            )
+        if isinstance(error, TokenError):
+            return _Found(Problem(error.failure.value), error.reason, error.fix)
+        if self.step == "connect" and isinstance(error, aiosmtplib.SMTPConnectTimeoutError):
+            return await self.connect_timeout(error)
+        if self.step == "connect" and isinstance(error, aiosmtplib.SMTPConnectResponseError):
+            return _Found(
+                Problem.SERVER_REJECTED,
+                f"{self.where} refused the session: {self.reply(error)}",
+                "the server does not accept this machine (IP allow-list, blocklist or connection limit): "
+                "ask its administrator",
+            )
+        if self.step == "connect" and isinstance(error, aiosmtplib.SMTPConnectError):
+            return await self.connect_failed(error)
+        cause = error.__cause__ if isinstance(error, aiosmtplib.SMTPException) else error
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return self.certificate_problem(cause)
+        if isinstance(cause, ssl.SSLError):
+            return self.tls_failure(cause)
+        if isinstance(error, aiosmtplib.SMTPTimeoutError):
+            return self.stalled()
+        if isinstance(error, aiosmtplib.SMTPServerDisconnected):
+            return self.closed()
+        if isinstance(error, aiosmtplib.SMTPResponseException) and error.code < 0:
+            return self.not_smtp(error.message)
+        if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+            return self.login_refused(error)
+        if isinstance(error, aiosmtplib.SMTPResponseException):
+            return self.unexpected(error)
+        if isinstance(error, aiosmtplib.SMTPException) and self.step == "starttls":
+            return _Found(
+                Problem.STARTTLS_NOT_OFFERED,
+                f"{self.where} does not offer STARTTLS, but MAIL_STARTTLS=true",
+                "use the port that offers TLS (587 with MAIL_STARTTLS=true, or 465 with MAIL_SSL_TLS=true); "
+                "a network filter may also be stripping STARTTLS",
+            )
+        if isinstance(error, aiosmtplib.SMTPException) and self.step == "login":
+            return self.login_not_offered()
+        return _Found(
+            Problem.UNEXPECTED_REPLY,
+            f"{self.where}: {self.command} failed ({self.text(f'{type(error).__name__}: {error}')})",
+            "look the error up in the server's documentation; retry later if it is temporary",
+        )
+
+    # -- connecting ------------------------------------------------------------------------------
+
+    async def connect_failed(self, error: aiosmtplib.SMTPConnectError) -> _Found:
+        cause = error.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return self.certificate_problem(cause)
+        if isinstance(cause, ssl.SSLError | ConnectionResetError) and self.settings.ssl_tls:
+            greeting = await _plain_greeting(self.settings)
+            if greeting:
+                return _Found(
+                    Problem.STARTTLS_ON_IMPLICIT_TLS_PORT,
+                    f"{self.where} speaks plain SMTP ({self.text(greeting, 80)!r}), "
+                    "but MAIL_SSL_TLS=true expects TLS from the first byte",
+                    "set MAIL_STARTTLS=true and MAIL_SSL_TLS=false for this port, "
+                    "or use the implicit-TLS port (usually 465)",
+                )
+            return self.tls_failure(cause)
+        if isinstance(cause, aiosmtplib.SMTPServerDisconnected):
+            return self.closed()
+        if isinstance(cause, ConnectionRefusedError) or f"[Errno {errno.ECONNREFUSED}]" in str(cause):
+            return _Found(
+                Problem.CONNECTION_REFUSED,
+                f"{self.where} refused the connection: nothing listens on that port",
+                "check MAIL_PORT (usually 587 for STARTTLS, 465 for implicit TLS) and that the server runs",
+            )
+        reason = getattr(cause, "strerror", None) or cause or error
+        return _Found(
+            Problem.CONNECT_FAILED,
+            f"cannot connect to {self.where}: {self.text(str(reason))}",
+            "check the network route from this machine to MAIL_SERVER (proxy, VPN, firewall)",
+        )
+
+    async def connect_timeout(self, error: aiosmtplib.SMTPConnectTimeoutError) -> _Found:
+        """No greeting (or TLS handshake) in time, or no connection at all: a raw connect tells them apart."""
+        seconds = f"{self.settings.timeout:g} s"
+        connected = isinstance(error.__cause__, aiosmtplib.SMTPTimeoutError)  # the greeting timed out
+        if not connected:
+            connected = await _tcp_connects(self.settings, min(RAW_WAIT, self.settings.timeout / 2))
+        if not connected:
+            return _Found(
+                Problem.CONNECT_TIMEOUT,
+                f"{self.where} did not accept the connection within {seconds}",
+                "a firewall is probably dropping it (many hosts block outgoing ports 25, 465 and 587): "
+                "allow the port outbound, or try the provider's other port",
+            )
+        sent = "no answer to the TLS handshake" if self.settings.ssl_tls else "no SMTP greeting"
+        return _Found(
+            Problem.NO_GREETING,
+            f"{self.where} accepted the connection but sent {sent} within {seconds}",
+            "check that MAIL_PORT is the server's SMTP port; a proxy or firewall may be holding "
+            "the connection open",
+        )
+
+    # -- TLS -------------------------------------------------------------------------------------
+
+    def certificate_problem(self, error: ssl.SSLCertVerificationError) -> _Found:
+        reason = self.text(str(error.verify_message or error.reason))
+        if error.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
+            return _Found(
+                Problem.HOSTNAME_MISMATCH,
+                f"the certificate of {self.where} does not cover the name {self.settings.server} ({reason})",
+                "set MAIL_SERVER to a name the certificate covers: the provider's documented SMTP host name, "
+                "not an IP address or an alias",
+            )
+        if error.verify_code in (9, 10):  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
+            return _Found(
+                Problem.CERTIFICATE_EXPIRED,
+                f"the certificate of {self.where} is outside its validity period ({reason})",
+                "the server's certificate must be renewed (tell its administrator); check the clock here",
+            )
+        return _Found(
+            Problem.CERTIFICATE_UNTRUSTED,
+            f"the certificate of {self.where} is not trusted ({reason})",
+            "if the server uses a private CA, save its CA certificate as PEM and set MAIL_CERT_BUNDLE to "
+            "that file (MAIL_VALIDATE_CERTS=false only for local testing)",
+        )
+
+    def tls_failure(self, error: BaseException) -> _Found:
+        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or type(error).__name__
+        return _Found(
+            Problem.TLS_FAILED,
+            f"the TLS handshake with {self.where} failed ({self.text(str(reason))})",
+            "check that MAIL_SSL_TLS/MAIL_STARTTLS match the port; the server may need a TLS version or "
+            "cipher this Python's OpenSSL does not offer",
+        )
+
+    # -- login -----------------------------------------------------------------------------------
+
+    def login_not_offered(self) -> _Found:
+        offered = " ".join(method.upper() for method in self.smtp.server_auth_methods)
+        if not offered:
+            if not self.settings.encrypted and self.smtp.supports_extension("starttls"):
+                return self.auth_requires_tls()
+            return _Found(
+                Problem.AUTH_NOT_OFFERED,
+                f"{self.where} does not offer login (AUTH) on this port",
+                "use the submission port that accepts logins (587 or 465), "
+                "or MAIL_USE_CREDENTIALS=false if this server relays without login",
+            )
+        if self.settings.auth == "xoauth2":
+            return _Found(
+                Problem.AUTH_NOT_OFFERED,
+                f"{self.where} offers only login mechanisms {offered}, not XOAUTH2",
+                "use the provider's SMTP host (smtp.office365.com, smtp.gmail.com), or MAIL_AUTH=password",
+            )
+        supported = ", ".join(aiosmtplib.SMTP.AUTH_METHODS).upper()
+        return _Found(
+            Problem.AUTH_NOT_OFFERED,
+            f"{self.where} offers only login mechanisms {offered}, none of {supported}",
+            "use a server or port that accepts password logins, "
+            "or MAIL_USE_CREDENTIALS=false if this server relays without login",
+        )
+
+    def login_refused(self, error: aiosmtplib.SMTPAuthenticationError) -> _Found:
+        text = self.reply(error)
+        if error.code in (530, 538):
+            return self.auth_requires_tls()
+        if error.code in (534, 535, 550) and wants_oauth(text):
+            return _Found(
+                Problem.OAUTH_REQUIRED,
+                f"{self.where} refused the password login because it wants OAuth2: {text}",
+                "set MAIL_AUTH=xoauth2 and the MAIL_OAUTH_* variables (README: Signing in with OAuth2)",
+            )
+        if error.code in (534, 535) and self.settings.auth == "password":
+            return _Found(
+                Problem.AUTH_FAILED,
+                f"{self.where} rejected the login of MAIL_USERNAME={_username(self.settings)}: {text}",
+                login_advice(self.settings.server, self.settings.username),
+            )
+        return self.unexpected(error)
+
+    def auth_requires_tls(self) -> _Found:
+        return _Found(
+            Problem.AUTH_REQUIRES_TLS,
+            f"{self.where} offers login only after TLS, but the connection is not encrypted",
+            "set MAIL_STARTTLS=true (or MAIL_SSL_TLS=true on an implicit-TLS port)",
+        )
+
+    # -- other failures --------------------------------------------------------------------------
+
+    def stalled(self) -> _Found:
+        return _Found(
+            Problem.SERVER_TIMEOUT,
+            f"{self.where} stopped answering during {self.command} (nothing within {self.settings.timeout:g} s)",
+            "the server or a middlebox is stalling: try again later, or raise MAIL_TIMEOUT",
+        )
+
+    def closed(self) -> _Found:
+        command = self.command
+        during = "waiting for the greeting" if command == "the greeting" else f"answering {command}"
+        return _Found(
+            Problem.CONNECTION_CLOSED,
+            f"{self.where} closed the connection while {during}",
+            "the server may limit connections or block this address; check MAIL_PORT and the server's logs",
+        )
+
+    def not_smtp(self, sample: str) -> _Found:
+        return _Found(
+            Problem.NOT_SMTP,
+            f"{self.where} answered, but not in SMTP: {self.text(sample, 80)!r}",
+            "MAIL_PORT points at another kind of service: use the SMTP submission port (587 or 465)",
+        )
+
+    def unexpected(self, error: aiosmtplib.SMTPResponseException) -> _Found:
+        kind = "a temporary failure" if 400 <= error.code < 500 else "an error"
+        return _Found(
+            Problem.UNEXPECTED_REPLY,
+            f"{self.where} answered {self.command} with {kind}: {self.reply(error)}",
+            "retry later if the reply starts with 4; otherwise look it up in the server's documentation",
+        )
+
+
+# -- raw second connections, for the diagnoses only --------------------------------------------------
 
 
 async def _in_daemon_thread(function: Callable[[], T], name: str) -> T:
@@ -106,465 +389,73 @@ async def _in_daemon_thread(function: Callable[[], T], name: str) -> T:
     return await future
 
 
-async def _resolve(host: str, port: int) -> list[str]:
-    """The addresses of `host`, resolved in a daemon thread."""
+async def _addresses(settings: MailSettings) -> list[str]:
+    """The addresses of MAIL_SERVER, looked up in a daemon thread (the caller bounds the time)."""
 
     def lookup() -> list[str]:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(settings.server, settings.port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     return await _in_daemon_thread(lookup, "mail-probe-dns")
 
 
-class _Session:
-    """One probe's SMTP dialogue over asyncio streams."""
+async def _resolve(settings: MailSettings) -> None:
+    """Diagnose a MAIL_SERVER that does not resolve within MAIL_TIMEOUT before connecting.
 
-    def __init__(self, settings: MailSettings, context: ssl.SSLContext) -> None:
-        self.settings = settings
-        self.context = context
-        self.where = f"{settings.server}:{settings.port}"
-        self.step = "resolving MAIL_SERVER"
-        self.address = ""
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.extensions: dict[str, str] = {}
-        self.last_lines: list[str] = []
-        self.finished = False
-        self.secrets = settings.secret_forms()
-
-    def bounded(self) -> asyncio.Timeout:
-        """The time limit of one step (resolving, connecting, the TLS handshake, one reply): MAIL_TIMEOUT."""
-        return asyncio.timeout(self.settings.timeout)
-
-    # -- the dialogue -------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        settings = self.settings
-        await self.connect()
-        if settings.ssl_tls:
-            await self.implicit_tls()
-            await self.greeting()
-        else:
-            await self.greeting_or_tls()
-        await self.ehlo()
-        if settings.starttls:
-            await self.starttls()
-            await self.ehlo()
-        if settings.use_credentials:
-            await self.login()
-        self.finished = True
-
-    async def connect(self) -> None:
-        settings = self.settings
-        try:
-            async with self.bounded():
-                addresses = await _resolve(settings.server, settings.port)
-        except TimeoutError:
-            raise
-        except OSError as error:
-            raise _Found(
-                Problem.DNS_FAILURE,
-                f"MAIL_SERVER={settings.server} does not resolve ({error.strerror or error})",
-                "check the spelling of MAIL_SERVER (your provider's SMTP host name) and this machine's DNS",
-            ) from None
-        self.step = "connecting"
-        failure: OSError = OSError("no address")
-        for address in addresses:
-            try:
-                async with self.bounded():
-                    self.reader, self.writer = await asyncio.open_connection(address, settings.port)
-            except OSError as error:  # TimeoutError too: the next address may answer
-                failure = error
-            else:
-                self.address = address
-                return
-        if isinstance(failure, ConnectionRefusedError):
-            raise _Found(
-                Problem.CONNECTION_REFUSED,
-                f"{self.where} refused the connection: nothing listens on that port",
-                "check MAIL_PORT (usually 587 for STARTTLS, 465 for implicit TLS) and that the server runs",
-            )
-        if isinstance(failure, TimeoutError):
-            raise self.connect_timeout()
+    aiosmtplib resolves in the default executor, which `asyncio.run` waits for: a resolver that
+    hangs would hold `check-mail` past its bound. Looked up here first, it never reaches aiosmtplib.
+    """
+    try:
+        async with asyncio.timeout(settings.timeout):
+            await _addresses(settings)
+    except TimeoutError:
         raise _Found(
-            Problem.CONNECT_FAILED,
-            f"cannot connect to {self.where}: {failure.strerror or failure}",
-            "check the network route from this machine to MAIL_SERVER (proxy, VPN, firewall)",
-        )
+            Problem.DNS_FAILURE,
+            f"MAIL_SERVER={settings.server} did not resolve within {settings.timeout:g} s",
+            "this machine's DNS server does not answer: check /etc/resolv.conf or the network",
+        ) from None
+    except OSError as error:
+        raise _Found(
+            Problem.DNS_FAILURE,
+            f"MAIL_SERVER={settings.server} does not resolve ({error.strerror or error})",
+            "check the spelling of MAIL_SERVER (your provider's SMTP host name) and this machine's DNS",
+        ) from None
 
-    async def implicit_tls(self) -> None:
-        self.step = "the TLS handshake"
-        try:
-            async with self.bounded():
-                await self.stream_writer.start_tls(self.context, server_hostname=self.settings.server)
-        except ssl.SSLCertVerificationError as error:
-            raise self.certificate_problem(error) from None
-        except TimeoutError:
-            raise
-        except (ssl.SSLError, OSError) as error:
-            greeting = await self.plain_greeting()
-            if greeting:
-                raise _Found(
-                    Problem.STARTTLS_ON_IMPLICIT_TLS_PORT,
-                    f"{self.where} speaks plain SMTP ({_printable(greeting, self.secrets, 80)!r}), "
-                    "but MAIL_SSL_TLS=true expects TLS from the first byte",
-                    "set MAIL_STARTTLS=true and MAIL_SSL_TLS=false for this port, "
-                    "or use the implicit-TLS port (usually 465)",
-                ) from None
-            raise self.tls_failure(error) from None
 
-    async def greeting_or_tls(self) -> None:
-        """Wait for the greeting; if it is slow, check on a second connection whether the port wants TLS."""
-        greeting = asyncio.ensure_future(self.greeting())
-        sniff: asyncio.Future[bool] | None = None
-        try:
-            done, _ = await asyncio.wait({greeting}, timeout=min(SNIFF_AFTER, self.settings.timeout / 4))
-            if not done:
-                sniff = asyncio.ensure_future(
-                    speaks_tls(self.address, self.settings.port, self.settings.server)
-                )
-                first, _ = await asyncio.wait((greeting, sniff), return_when=asyncio.FIRST_COMPLETED)
-                if greeting not in first and sniff.result():
-                    mode = "MAIL_STARTTLS=true" if self.settings.starttls else "a connection without TLS"
-                    raise _Found(
-                        Problem.IMPLICIT_TLS_ON_STARTTLS_PORT,
-                        f"{self.where} speaks TLS from the first byte (implicit TLS), "
-                        f"but {mode} expects a plain SMTP greeting",
-                        "set MAIL_SSL_TLS=true and MAIL_STARTTLS=false for this port, "
-                        "or use the STARTTLS port (usually 587) with MAIL_STARTTLS=true",
-                    )
-            await greeting
-        finally:
-            for task in (greeting, sniff):
-                if task is not None:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+async def _open_raw(
+    settings: MailSettings, wait: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A plain TCP connection to MAIL_SERVER within `wait` seconds, else None."""
+    with contextlib.suppress(OSError):  # TimeoutError too
+        async with asyncio.timeout(wait):
+            for address in await _addresses(settings):
+                with contextlib.suppress(ConnectionError):  # the next address may answer
+                    return await asyncio.open_connection(address, settings.port)
+    return None
 
-    async def greeting(self) -> None:
-        self.step = "waiting for the greeting"
-        code, text = await self.reply()
-        if code != 220:
-            raise _Found(
-                Problem.SERVER_REJECTED,
-                f"{self.where} refused the session: {text}",
-                "the server does not accept this machine (IP allow-list, blocklist or connection limit): "
-                "ask its administrator",
-            )
-        self.step = "EHLO"
 
-    async def ehlo(self) -> None:
-        self.step = "EHLO"
-        async with self.bounded():
-            # the name aiosmtplib (so the Mailer) says EHLO with
-            name = await _in_daemon_thread(socket.getfqdn, "mail-probe-fqdn")
-        code, text = await self.command(f"EHLO {name}")
-        if code != 250:
-            raise self.unexpected("EHLO", text)
-        self.extensions = {}
-        for line in self.last_lines[1:]:
-            keyword, _, params = line.partition(" ")
-            self.extensions[keyword.upper()] = params.upper()
+async def _tcp_connects(settings: MailSettings, wait: float) -> bool:
+    """Whether MAIL_SERVER accepts a TCP connection on MAIL_PORT within `wait` seconds."""
+    opened = await _open_raw(settings, wait)
+    if opened is not None:
+        await _abort(opened[1])
+    return opened is not None
 
-    async def starttls(self) -> None:
-        if "STARTTLS" not in self.extensions:
-            raise _Found(
-                Problem.STARTTLS_NOT_OFFERED,
-                f"{self.where} does not offer STARTTLS, but MAIL_STARTTLS=true",
-                "use the port that offers TLS (587 with MAIL_STARTTLS=true, or 465 with MAIL_SSL_TLS=true); "
-                "a network filter may also be stripping STARTTLS",
-            )
-        self.step = "STARTTLS"
-        code, text = await self.command("STARTTLS")
-        if code != 220:
-            raise self.unexpected("STARTTLS", text)
-        self.step = "the TLS handshake after STARTTLS"
-        try:
-            async with self.bounded():
-                await self.stream_writer.start_tls(self.context, server_hostname=self.settings.server)
-        except ssl.SSLCertVerificationError as error:
-            raise self.certificate_problem(error) from None
-        except TimeoutError:
-            raise
-        except (ssl.SSLError, OSError) as error:
-            raise self.tls_failure(error) from None
 
-    async def login(self) -> None:
-        settings = self.settings
-        if "AUTH" not in self.extensions:
-            if not settings.encrypted and "STARTTLS" in self.extensions:
-                raise self.auth_requires_tls()
-            raise _Found(
-                Problem.AUTH_NOT_OFFERED,
-                f"{self.where} does not offer login (AUTH) on this port",
-                "use the submission port that accepts logins (587 or 465), "
-                "or MAIL_USE_CREDENTIALS=false if this server relays without login",
-            )
-        offered = self.extensions["AUTH"].split()
-        if settings.auth == "xoauth2":
-            await self.xoauth2(offered)
-            return
-        mechanism = next((m for m in SUPPORTED_MECHANISMS if m in offered), None)
-        if mechanism is None:
-            raise _Found(
-                Problem.AUTH_NOT_OFFERED,
-                f"{self.where} offers only login mechanisms {' '.join(offered) or '(none)'}, "
-                f"none of {', '.join(SUPPORTED_MECHANISMS)}",
-                "use a server or port that accepts password logins, "
-                "or MAIL_USE_CREDENTIALS=false if this server relays without login",
-            )
-        self.step = f"AUTH {mechanism}"
-        code, text = await self.authenticate(mechanism)
-        if code == 235:
-            return
-        if code in (530, 538):
-            raise self.auth_requires_tls()
-        if code in (534, 535, 550) and wants_oauth(text):
-            raise _Found(
-                Problem.OAUTH_REQUIRED,
-                f"{self.where} refused the password login because it wants OAuth2: {text}",
-                "set MAIL_AUTH=xoauth2 and the MAIL_OAUTH_* variables (README: Signing in with OAuth2)",
-            )
-        if code in (534, 535):
-            raise _Found(
-                Problem.AUTH_FAILED,
-                f"{self.where} rejected the login of MAIL_USERNAME={self.username}: {text}",
-                login_advice(settings.server, settings.username),
-            )
-        raise self.unexpected(f"AUTH {mechanism}", text)
-
-    async def xoauth2(self, offered: list[str]) -> None:
-        """Fetch a token, then log in with `AUTH XOAUTH2`; each of the two steps is diagnosed apart."""
-        if "XOAUTH2" not in offered:
-            raise _Found(
-                Problem.AUTH_NOT_OFFERED,
-                f"{self.where} offers only login mechanisms {' '.join(offered) or '(none)'}, not XOAUTH2",
-                "use the provider's SMTP host (smtp.office365.com, smtp.gmail.com), or MAIL_AUTH=password",
-            )
-        self.step = "fetching the OAuth2 token"
-        try:
-            token = (await fetch_token(self.settings)).value
-        except TokenError as error:
-            raise _Found(Problem(error.failure.value), error.reason, error.fix) from None
-        self.step = "AUTH XOAUTH2"
-        code, text = await self.command(
-            "AUTH XOAUTH2 " + auth_xoauth2_encode(self.settings.username, token).decode()
-        )
-        if code == 334:  # an error challenge: an empty answer gets the final reply
-            code, text = await self.command("")
-        if code == 235:
-            return
-        if code in (530, 538):
-            raise self.auth_requires_tls()
-        if code in (534, 535):
-            refusal = smtp_refusal(self.settings, text, token)
-            raise _Found(Problem(refusal.failure.value), refusal.reason, refusal.fix)
-        raise self.unexpected("AUTH XOAUTH2", text)
-
-    async def authenticate(self, mechanism: str) -> tuple[int, str]:
-        username, password = self.settings.username, self.settings.password.get_secret_value()
-        if mechanism == "PLAIN":
-            return await self.command("AUTH PLAIN " + auth_plain_encode(username, password).decode())
-        if mechanism == "CRAM-MD5":
-            code, text = await self.command("AUTH CRAM-MD5")
-            if code != 334:
-                return code, text
-            try:
-                answer = auth_crammd5_verify(username, password, self.last_lines[-1])
-            except aiosmtplib.SMTPAuthenticationError:
-                raise self.unexpected("AUTH CRAM-MD5", text) from None
-            return await self.command(answer.decode())
-        code, text = await self.command("AUTH LOGIN")
-        for answer in auth_login_encode(username, password):
-            if code != 334:
-                break
-            code, text = await self.command(answer.decode())
-        return code, text
-
-    # -- second connections that tell TLS and plain SMTP apart -------------------------------------
-
-    async def plain_greeting(self) -> str:
-        """The first line a fresh connection receives if the port speaks plain SMTP, else ''."""
-        try:
-            reader, writer = await asyncio.open_connection(self.address, self.settings.port)
-        except OSError:
-            return ""
-        try:
-            async with asyncio.timeout(PLAIN_GREETING_WAIT):
-                line = (await reader.readline()).decode("ascii", "replace").strip()
-        except (OSError, ValueError):  # TimeoutError is an OSError: nothing came
-            return ""
-        finally:
-            await _abort(writer)
-        return line if line[:3].isdigit() else ""
-
-    # -- replies ----------------------------------------------------------------------------------
-
-    @property
-    def stream_writer(self) -> asyncio.StreamWriter:
-        assert self.writer is not None, "connect() first"
-        return self.writer
-
-    async def command(self, line: str) -> tuple[int, str]:
-        try:
-            self.stream_writer.write(line.encode() + b"\r\n")
-            async with self.bounded():
-                await self.stream_writer.drain()
-        except TimeoutError:
-            raise
-        except OSError:
-            raise self.closed() from None
-        return await self.reply()
-
-    async def reply(self) -> tuple[int, str]:
-        """One SMTP reply as (code, its lines joined); the lines are kept in `last_lines`."""
-        assert self.reader is not None, "connect() first"
-        self.last_lines = []
-        while len(self.last_lines) < MAX_REPLY_LINES:
-            try:
-                async with self.bounded():
-                    raw = await self.reader.readline()
-            except ValueError:  # a line longer than the stream's limit
-                raise self.not_smtp("a line of more than 64 KiB") from None
-            except TimeoutError:
-                raise
-            except OSError:
-                raw = b""
-            if not raw:
-                raise self.closed()
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                raise self.not_smtp(repr(_printable(line, self.secrets, 60)))
-            self.last_lines.append(line[4:])
-            if line[3:4] != "-":
-                return int(line[:3]), _printable(f"{line[:3]} {' '.join(self.last_lines)}", self.secrets)
-        raise self.not_smtp(f"a reply of more than {MAX_REPLY_LINES} lines")
-
-    # -- diagnoses --------------------------------------------------------------------------------
-
-    def closed(self) -> _Found:
-        during = self.step if self.step.startswith("waiting") else f"answering {self.step}"
-        return _Found(
-            Problem.CONNECTION_CLOSED,
-            f"{self.where} closed the connection while {during}",
-            "the server may limit connections or block this address; check MAIL_PORT and the server's logs",
-        )
-
-    def not_smtp(self, sample: str) -> _Found:
-        return _Found(
-            Problem.NOT_SMTP,
-            f"{self.where} answered, but not in SMTP: {sample}",
-            "MAIL_PORT points at another kind of service: use the SMTP submission port (587 or 465)",
-        )
-
-    @property
-    def username(self) -> str:
-        """MAIL_USERNAME as shown: not at all when it is the password too."""
-        if redact(self.settings.username, self.secrets) != self.settings.username:
-            return "(not shown: it contains MAIL_PASSWORD)"
-        return self.settings.username
-
-    def success_message(self) -> str:
-        settings = self.settings
-        tls = "implicit TLS" if settings.ssl_tls else "STARTTLS" if settings.starttls else "no TLS"
-        login = f"login as {self.username}" if settings.use_credentials else "no login"
-        return f"{self.where} accepted the connection, {tls} and {login}"
-
-    def timed_out(self) -> _Found:
-        seconds = f"{self.settings.timeout:g} s"
-        if self.step == "fetching the OAuth2 token":
-            error = token_timeout(self.settings)
-            return _Found(Problem.OAUTH_ENDPOINT_UNREACHABLE, error.reason, error.fix)
-        if self.step == "resolving MAIL_SERVER":
-            return _Found(
-                Problem.DNS_FAILURE,
-                f"MAIL_SERVER={self.settings.server} did not resolve within {seconds}",
-                "this machine's DNS server does not answer: check /etc/resolv.conf or the network",
-            )
-        if self.step == "connecting":
-            return self.connect_timeout()
-        if self.step in ("waiting for the greeting", "the TLS handshake"):
-            sent = "no SMTP greeting" if self.step.startswith("waiting") else "no answer to the TLS handshake"
-            return _Found(
-                Problem.NO_GREETING,
-                f"{self.where} accepted the connection but sent {sent} within {seconds}",
-                "check that MAIL_PORT is the server's SMTP port; a proxy or firewall may be holding "
-                "the connection open",
-            )
-        return _Found(
-            Problem.SERVER_TIMEOUT,
-            f"{self.where} stopped answering during {self.step} (nothing within {seconds})",
-            "the server or a middlebox is stalling: try again later, or raise MAIL_TIMEOUT",
-        )
-
-    def connect_timeout(self) -> _Found:
-        return _Found(
-            Problem.CONNECT_TIMEOUT,
-            f"{self.where} did not accept the connection within {self.settings.timeout:g} s",
-            "a firewall is probably dropping it (many hosts block outgoing ports 25, 465 and 587): "
-            "allow the port outbound, or try the provider's other port",
-        )
-
-    def certificate_problem(self, error: ssl.SSLCertVerificationError) -> _Found:
-        reason = _printable(str(error.verify_message or error.reason), self.secrets)
-        if error.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
-            return _Found(
-                Problem.HOSTNAME_MISMATCH,
-                f"the certificate of {self.where} does not cover the name {self.settings.server} ({reason})",
-                "set MAIL_SERVER to a name the certificate covers: the provider's documented SMTP host name, "
-                "not an IP address or an alias",
-            )
-        if error.verify_code in (9, 10):  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
-            return _Found(
-                Problem.CERTIFICATE_EXPIRED,
-                f"the certificate of {self.where} is outside its validity period ({reason})",
-                "the server's certificate must be renewed (tell its administrator); check the clock here",
-            )
-        return _Found(
-            Problem.CERTIFICATE_UNTRUSTED,
-            f"the certificate of {self.where} is not trusted ({reason})",
-            "if the server uses a private CA, save its CA certificate as PEM and set MAIL_CERT_BUNDLE to "
-            "that file (MAIL_VALIDATE_CERTS=false only for local testing)",
-        )
-
-    def tls_failure(self, error: BaseException) -> _Found:
-        reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or type(error).__name__
-        return _Found(
-            Problem.TLS_FAILED,
-            f"the TLS handshake with {self.where} failed ({_printable(str(reason), self.secrets)})",
-            "check that MAIL_SSL_TLS/MAIL_STARTTLS match the port; the server may need a TLS version or "
-            "cipher this Python's OpenSSL does not offer",
-        )
-
-    def auth_requires_tls(self) -> _Found:
-        return _Found(
-            Problem.AUTH_REQUIRES_TLS,
-            f"{self.where} offers login only after TLS, but the connection is not encrypted",
-            "set MAIL_STARTTLS=true (or MAIL_SSL_TLS=true on an implicit-TLS port)",
-        )
-
-    def unexpected(self, command: str, text: str) -> _Found:
-        kind = "a temporary failure" if text[:1] == "4" else "an error"
-        return _Found(
-            Problem.UNEXPECTED_REPLY,
-            f"{self.where} answered {command} with {kind}: {text}",
-            "retry later if the reply starts with 4; otherwise look it up in the server's documentation",
-        )
-
-    # -- cleanup ----------------------------------------------------------------------------------
-
-    async def close(self) -> None:
-        """After a complete dialogue, QUIT and close politely (a courtesy, bounded); otherwise drop at once."""
-        writer = self.writer
-        if writer is None:
-            return
-        if self.finished:
-            self.step = "QUIT"
-            with contextlib.suppress(_Found, OSError):  # TimeoutError is an OSError
-                async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await self.command("QUIT")
-                    writer.close()
-                    await writer.wait_closed()
+async def _plain_greeting(settings: MailSettings) -> str:
+    """The first line a fresh connection receives if the port speaks plain SMTP, else ''."""
+    opened = await _open_raw(settings, RAW_WAIT)
+    if opened is None:
+        return ""
+    reader, writer = opened
+    try:
+        async with asyncio.timeout(RAW_WAIT):
+            line = (await reader.readline()).decode("ascii", "replace").strip()
+    except (OSError, ValueError):  # TimeoutError is an OSError: nothing came
+        return ""
+    finally:
         await _abort(writer)
+    return line if line[:3].isdigit() else ""
 
 
 async def _abort(writer: asyncio.StreamWriter) -> None:

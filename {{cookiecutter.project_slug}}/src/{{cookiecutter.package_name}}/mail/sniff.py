@@ -15,10 +15,14 @@ import aiosmtplib
 
 from .errors import PermanentMailError
 
-__all__ = ["SNIFF_AFTER", "client_hello", "connect", "looks_like_tls", "speaks_tls"]
+__all__ = ["SNIFF_AFTER", "ImplicitTlsPortError", "client_hello", "connect", "looks_like_tls", "speaks_tls"]
 
 SNIFF_AFTER = 1.0
 """Seconds without a greeting before looking whether the port wants TLS."""
+
+
+class ImplicitTlsPortError(PermanentMailError):
+    """The port speaks TLS from the first byte, but the settings expect a plain SMTP greeting."""
 
 
 def client_hello(server_name: str) -> bytes:
@@ -75,7 +79,7 @@ async def connect(smtp: aiosmtplib.SMTP, where: str, *, sniff_after: float = SNI
             try:
                 await asyncio.wait({connecting, sniff}, return_when=asyncio.FIRST_COMPLETED)
                 if not connecting.done() and sniff.done() and sniff.result():
-                    raise PermanentMailError(
+                    raise ImplicitTlsPortError(
                         f"connect to {where} failed: the server speaks TLS from the first byte (implicit TLS) "
                         "but MAIL_SSL_TLS=false expects a plain SMTP greeting: set MAIL_SSL_TLS=true and "
                         "MAIL_STARTTLS=false for this port, or use the STARTTLS port (usually 587)"
