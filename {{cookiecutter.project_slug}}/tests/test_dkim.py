@@ -3,6 +3,7 @@ dkimpy against the published key, and the key generator."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -210,13 +211,13 @@ async def test_a_retried_message_is_signed_once_for_every_attempt(
         return await accept(server, session, envelope)
 
     signatures: list[bytes] = []
-    sign = DkimSigner.sign
+    sign = DkimSigner.sign_off_loop
 
-    def counting(signer: DkimSigner, data: bytes) -> bytes:
+    async def counting(signer: DkimSigner, data: bytes) -> bytes:
         signatures.append(data)
-        return sign(signer, data)
+        return await sign(signer, data)
 
-    monkeypatch.setattr(DkimSigner, "sign", counting)  # the real signer, counted: the same bytes sign alike
+    monkeypatch.setattr(DkimSigner, "sign_off_loop", counting)  # the real signer, counted
     monkeypatch.setattr(smtp_server.handler, "handle_DATA", recording)
     smtp_server.handler.data_replies.append("451 4.3.0 try again later")
     async with Mailer(load_settings(MailSettings)) as mailer:
@@ -226,6 +227,50 @@ async def test_a_retried_message_is_signed_once_for_every_attempt(
     assert len(sent) == 2
     assert sent[0] == sent[1]
     assert sent[0].count(b"DKIM-Signature:") == 1
+
+
+@pytest.mark.anyio
+async def test_an_rsa_signature_leaves_the_event_loop_free_and_verifies() -> None:
+    signer = DkimSigner("example.com", "s1", RSA_KEY)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    signed = await signer.sign_off_loop(
+        b"From: a@example.com\r\nTo: b@example.com\r\nSubject: s\r\n\r\nbody\r\n"
+    )
+    task.cancel()
+    assert ticks > before  # other tasks ran while OpenSSL signed in a worker thread
+    assert dkim.verify(signed, dnsfunc=published(signer))
+
+
+@pytest.mark.parametrize("key", [RSA_KEY, ED25519_KEY], ids=["rsa-2048", "ed25519"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"From: a@example.com\r\nTo:  b@example.com \r\nSubject:\tfolded\r\n \t subject  \r\n\r\n"
+        b"  spaces \t inside \r\ntrailing \t \r\n\r\n \r\n\r\n",
+        b"From: a@example.com\r\nSubject: first\r\nsubject: second\r\nX-Other: 1\r\n\r\n",
+        b"From: a@example.com\r\nSubject: empty lines only\r\n\r\n\r\n\r\n",
+        b"From: a@example.com\r\nSubject: no final line end\r\n\r\nlast line",
+        b"From: a@example.com\nSubject: bare LF\n\nline\none\n",
+        b"From: a@example.com\r\nSubject: a stray CR\r\n\r\nx\r\r\n",
+    ],
+    ids=["whitespace", "repeated-header", "blank-body", "no-final-crlf", "bare-lf", "stray-cr"],
+)
+def test_the_canonical_forms_match_dkimpys(key: Any, data: bytes) -> None:
+    signer = DkimSigner("example.com", "s1", key)
+    signed = signer.sign(data)
+    assert dkim.verify(signed, dnsfunc=published(signer))
+    # what is signed is what aiosmtplib sends: every line ends in CRLF, no bare CR or LF
+    assert signed.count(b"\r") == signed.count(b"\n") == signed.count(b"\r\n")
 
 
 def test_the_signature_covers_the_headers_present(
