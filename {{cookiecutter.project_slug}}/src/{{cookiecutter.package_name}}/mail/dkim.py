@@ -2,15 +2,15 @@
 
 The signer canonicalizes (relaxed/relaxed) only the headers it signs, with a few regular
 expressions: the same bytes as dkimpy's canonicalization at a third of its cost. dkimpy folds
-the DKIM-Signature header and verifies in the tests and the deliverability check. The private-key
-operation runs in `cryptography` (OpenSSL), about 20 times faster than dkimpy's pure-Python RSA.
-Keys: RSA of at least 2048 bits or Ed25519, unencrypted PEM in PKCS#1 ("RSA PRIVATE KEY") or
-PKCS#8 ("PRIVATE KEY") form.
+the DKIM-Signature header, and verifies in the tests and the deliverability check. The
+private-key operation runs in `cryptography` (OpenSSL), about 20 times faster than dkimpy's
+pure-Python RSA. Signing stays on the event loop: handing the RSA operation to a worker thread
+was measured slower (benchmarks/README.md). Keys: RSA of at least 2048 bits or Ed25519,
+unencrypted PEM in PKCS#1 ("RSA PRIVATE KEY") or PKCS#8 ("PRIVATE KEY") form.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import re
@@ -134,22 +134,11 @@ class DkimSigner:
         """
         lines = _crlf(data)
         fields, digest = self._hash(lines)
-        return self._header(fields, self._sign_digest(digest)) + lines
-
-    async def sign_off_loop(self, data: bytes) -> bytes:
-        """`sign(data)` for an event loop: an RSA private-key operation runs in a worker thread.
-
-        OpenSSL releases the GIL while it signs (about 300 us for RSA-2048), so the loop keeps
-        serving other sessions meanwhile. Canonicalizing and hashing hold the GIL and stay on the
-        loop, and so does Ed25519 (about 50 us: less than the hand-over to a thread costs).
-        """
-        lines = _crlf(data)
-        fields, digest = self._hash(lines)
-        if isinstance(self.key, rsa.RSAPrivateKey):
-            signature = await asyncio.to_thread(self._sign_digest, digest)
-        else:
-            signature = self._sign_digest(digest)
-        return self._header(fields, signature) + lines
+        fields[-1] = (b"b", base64.b64encode(self._sign_digest(digest)))
+        value = dkim.fold(
+            b"; ".join(b"=".join(tag) for tag in fields) + b"\r\n", namelen=len(_HEADER), linesep=b"\r\n"
+        )
+        return _HEADER + b": " + bytes(value) + lines
 
     def _hash(self, lines: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The DKIM-Signature tags (b= still a placeholder) and the SHA-256 digest that b= signs."""
@@ -175,15 +164,6 @@ class DkimSigner:
         hashed = [_relaxed_header(name, latest[name]) + b"\r\n" for name in signed]
         hashed.append(_relaxed_header(_HEADER, b" " + value.removesuffix(_PLACEHOLDER)))  # no line end
         return fields, hashlib.sha256(b"".join(hashed)).digest()
-
-    @staticmethod
-    def _header(fields: list[tuple[bytes, bytes]], signature: bytes) -> bytes:
-        """The DKIM-Signature header line(s) with `signature` as b=."""
-        fields = [*fields[:-1], (b"b", base64.b64encode(signature))]
-        value = dkim.fold(
-            b"; ".join(b"=".join(tag) for tag in fields) + b"\r\n", namelen=len(_HEADER), linesep=b"\r\n"
-        )
-        return _HEADER + b": " + bytes(value)
 
     def _sign_digest(self, digest: bytes) -> bytes:
         if isinstance(self.key, ed25519.Ed25519PrivateKey):

@@ -222,18 +222,15 @@ class Mailer:
                 notification_id=printable(str(mime.get(NOTIFICATION_ID_HEADER, ""))),
                 sender=sender,
                 recipients=recipients,
-                data=await self._sign(serialize(mime, utf8=utf8)),
+                data=self._sign(serialize(mime, utf8=utf8)),
                 mail_options=("SMTPUTF8",) if utf8 else (),
             )
         except Exception as error:
             raise classify(error, "building the message", self._secrets) from error
 
-    async def _sign(self, data: bytes) -> bytes:
-        """`data` with a DKIM-Signature when MAIL_DKIM_DOMAIN is set: the bytes sent, signed once.
-
-        The RSA private-key operation runs in a worker thread, so other sessions keep talking SMTP.
-        """
-        return await self._signer.sign_off_loop(data) if self._signer is not None else data
+    def _sign(self, data: bytes) -> bytes:
+        """`data` with a DKIM-Signature when MAIL_DKIM_DOMAIN is set: the bytes sent, signed once."""
+        return self._signer.sign(data) if self._signer is not None else data
 
     async def _deliver(self, envelope: _Envelope) -> DeliveryResult:
         """Attempt delivery until it succeeds, fails permanently or runs out of retries."""
