@@ -228,6 +228,28 @@ async def test_a_retried_message_is_signed_once_for_every_attempt(
     assert sent[0].count(b"DKIM-Signature:") == 1
 
 
+@pytest.mark.parametrize("key", [RSA_KEY, ED25519_KEY], ids=["rsa-2048", "ed25519"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"From: a@example.com\r\nTo:  b@example.com \r\nSubject:\tfolded\r\n \t subject  \r\n\r\n"
+        b"  spaces \t inside \r\ntrailing \t \r\n\r\n \r\n\r\n",
+        b"From: a@example.com\r\nSubject: first\r\nsubject: second\r\nX-Other: 1\r\n\r\n",
+        b"From: a@example.com\r\nSubject: empty lines only\r\n\r\n\r\n\r\n",
+        b"From: a@example.com\r\nSubject: no final line end\r\n\r\nlast line",
+        b"From: a@example.com\nSubject: bare LF\n\nline\none\n",
+        b"From: a@example.com\r\nSubject: a stray CR\r\n\r\nx\r\r\n",
+    ],
+    ids=["whitespace", "repeated-header", "blank-body", "no-final-crlf", "bare-lf", "stray-cr"],
+)
+def test_the_canonical_forms_match_dkimpys(key: Any, data: bytes) -> None:
+    signer = DkimSigner("example.com", "s1", key)
+    signed = signer.sign(data)
+    assert dkim.verify(signed, dnsfunc=published(signer))
+    # what is signed is what aiosmtplib sends: every line ends in CRLF, no bare CR or LF
+    assert signed.count(b"\r") == signed.count(b"\n") == signed.count(b"\r\n")
+
+
 def test_the_signature_covers_the_headers_present(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
