@@ -66,7 +66,9 @@ def implicit_tls_server(ca: trustme.CA, ca_file: Path) -> Iterator[SmtpServer]:
 def assert_one_diagnosis(run: Run, expected: Problem, timeout: float, startup: float) -> str:
     """The exit code, the time bound, no password anywhere; returns the printed diagnosis."""
     assert run.exit_code == expected.exit_code, run
-    assert run.seconds < startup + timeout + 1
+    # The bound that matters is `elapsed_seconds` inside the process; this one only catches a hang, with
+    # room for a loaded machine's slower interpreter start.
+    assert run.seconds < 2 * startup + timeout + 3
     assert PASSWORD not in run.stdout + run.stderr
     assert run.stderr == ""
     return run.stdout

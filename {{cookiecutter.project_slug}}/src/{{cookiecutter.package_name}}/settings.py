@@ -28,7 +28,7 @@ GENERATE_KEY_HINT = "generate one with `python -c 'import secrets; print(secrets
 
 
 class RecipientLimit(BaseSettings):
-    """The most recipients of one notification: the API refuses more, a Celery worker's time limit counts them."""
+    """The most recipients of one notification: the API refuses more{% if cookiecutter.delivery == "celery" %}, a Celery worker's time limit counts them{% endif %}."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
