@@ -37,8 +37,8 @@ class ScriptedListener:
             self.connections += 1
             self._open.append(connection)
             thread = threading.Thread(target=self._run, args=(connection,), daemon=True)
-            self._threads.append(thread)
             thread.start()
+            self._threads.append(thread)  # started first: wait_idle may join it at once
 
     def _run(self, connection: socket.socket) -> None:
         with suppress(OSError):  # the client hung up mid-script: that is what these servers are for
