@@ -14,11 +14,12 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .delivery.settings import DeliverySettings
 from .mail import MailSettings, SettingsError
-from .mail.settings import SettingsT, describe_errors
+from .mail.core.loading import SettingsT, describe_errors
 from .observability.logs import LogSettings
 from .observability.metrics import MetricsSettings
-from .store import DeliverySettings, StoreSettings
+from .store import StoreSettings
 
 MIN_API_KEY_LENGTH = 16
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "example", "placeholder", "your-", "your_", "replace-me")

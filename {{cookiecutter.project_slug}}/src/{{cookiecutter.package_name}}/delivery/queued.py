@@ -16,9 +16,10 @@ from celery import Celery
 
 from ..mail import load_settings
 from ..settings import Settings
-from ..store import DeliverySettings, NotificationStore, StoreSettings, utcnow
+from ..store import NotificationStore, StoreSettings, utcnow
 from .celery_app import TASK_NAME, CelerySettings, create_celery_app
 from .dispatcher import PURGE_INTERVAL, apply_retention
+from .settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
 

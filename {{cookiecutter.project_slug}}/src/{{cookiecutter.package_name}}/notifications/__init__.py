@@ -9,13 +9,13 @@ from typing import Literal
 from fastapi_mail import MessageSchema, MessageType
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, NameEmail, field_validator
 
-from .mail.headers import header_problem
-from .mail.templates import EmailTemplates
+from ..mail import NOTIFICATION_ID_HEADER
+from ..mail.core.headers import header_problem
+from .templates import EmailTemplates
 
-NOTIFICATION_ID_HEADER = "X-Notification-ID"
 MAX_ADDRESSES = 1000
 """Static bound on `to` and on `cc`, checked while parsing; MAX_RECIPIENTS is the configured one."""
-TEMPLATES = EmailTemplates(Path(__file__).parent / "templates" / "email")
+TEMPLATES = EmailTemplates(Path(__file__).parents[1] / "templates" / "email")
 
 
 class NotificationContent(BaseModel):
