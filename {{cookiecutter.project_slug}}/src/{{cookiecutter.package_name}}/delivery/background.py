@@ -6,8 +6,8 @@ import asyncio
 
 from .. import SERVICE_NAME
 from ..mail import Mailer
-from ..settings import Settings
 from ..store import NotificationStore
+from . import DeliveryContext
 from .dispatcher import Dispatcher
 from .metrics import delivery_metrics
 
@@ -36,7 +36,7 @@ class BackgroundDelivery:
         await self._mailer.aclose()
 
 
-def create_delivery(settings: Settings, store: NotificationStore) -> BackgroundDelivery:
+def create_delivery(settings: DeliveryContext, store: NotificationStore) -> BackgroundDelivery:
     """The delivery of this project: a dispatcher in the service process."""
     metrics = delivery_metrics(settings.metrics)
     mailer = Mailer(settings.mail, metrics)
