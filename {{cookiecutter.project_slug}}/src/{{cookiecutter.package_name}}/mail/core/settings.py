@@ -14,10 +14,10 @@ import ssl
 from functools import cached_property
 from typing import Any
 
-from pydantic import EmailStr, Field, FilePath, field_validator, model_validator
+from pydantic import EmailStr, Field, FilePath, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .headers import header_problem
+from .headers import HeaderText
 
 __all__ = ["IMPLICIT_TLS_PORTS", "STARTTLS_PORTS", "SmtpSettings", "is_loopback"]
 
@@ -61,7 +61,7 @@ class SmtpSettings(BaseSettings):
     from_address: EmailStr = Field(
         validation_alias="MAIL_FROM", description="Sender address (the From header and the envelope)."
     )
-    from_name: str = Field(default="", description="Sender display name.")
+    from_name: HeaderText = Field(default="", description="Sender display name.")
     # -- timeouts, the pool, retries --
     timeout: float = Field(default=10.0, gt=0, le=300, description="Seconds allowed for each SMTP step.")
     data_timeout: float = Field(
@@ -94,14 +94,6 @@ class SmtpSettings(BaseSettings):
         if isinstance(data, dict) and "from_address" in data:
             return {**data, "MAIL_FROM": data["from_address"]}
         return data
-
-    @field_validator("from_name")
-    @classmethod
-    def _header_safe(cls, name: str) -> str:
-        problem = header_problem(name)
-        if problem is not None:
-            raise ValueError(problem)
-        return name
 
     @model_validator(mode="after")
     def _check(self) -> SmtpSettings:
