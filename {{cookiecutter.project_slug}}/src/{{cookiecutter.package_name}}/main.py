@@ -18,7 +18,7 @@ from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background
 from .mail import SettingsError
 from .observability.logs import configure_logging
 from .observability.metrics import HttpMetrics, process_exiting
-from .settings import Settings
+from .settings import Settings, check_metrics_dir
 from .store import NotificationStore, SchemaError, check_schema, open_engine
 
 SERVICE_DESCRIPTION = {{ cookiecutter.description | tojson }}
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     configure_logging(settings.logs)
     check_store(settings.store.database_url)
+    check_metrics_dir(settings.metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -34,7 +34,7 @@ from .mail import Mailer, MailSettings, SettingsError, load_settings
 from .mail.core.session import longest_send
 from .observability.logs import LogSettings, configure_logging
 from .observability.metrics import MetricsSettings, process_exiting
-from .settings import RecipientLimit
+from .settings import RecipientLimit, check_metrics_dir
 from .store import (
     NotificationStore,
     SchemaError,
@@ -189,7 +189,7 @@ def _check_settings(**_: object) -> None:
         mail = load_settings(MailSettings)
         check_limits(load_settings(CelerySettings), mail, load_settings(RecipientLimit).max_recipients)
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
-        load_settings(MetricsSettings)
+        check_metrics_dir(load_settings(MetricsSettings))
     except (SettingsError, SchemaError) as error:
         exit_with(error)
 

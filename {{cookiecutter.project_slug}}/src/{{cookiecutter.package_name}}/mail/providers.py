@@ -1,7 +1,7 @@
 """What this package knows about mail providers, in one table: their hosts, SPF include, OAuth2 and login advice.
 
-The template's presets (`cookiecutter.json`) name the same providers; a template test keeps both
-in step. Sign-in reads the OAuth2 endpoints, the doctor the rest.
+The template's provider presets (which fill `.env.example`) name the same providers; a template
+test keeps both in step. Sign-in reads the OAuth2 endpoints, the doctor the rest.
 """
 
 from __future__ import annotations
