@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROVIDERS, render, run_project_tests
+from .conftest import CONTEXT, PROVIDERS, load_module, render, run_project_tests
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,21 @@ def test_office365_render_sends_and_passes_check_mail_with_xoauth2(tmp_path: Pat
     result = run_project_tests(project, "tests/test_oauth.py", "-k", "env_example_preset", "-rs")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout, result.stdout
+
+
+def test_the_mail_package_knows_each_preset_as_the_presets_say(default_project: Path) -> None:
+    """mail/providers.py (what check-mail and sign-in know) and cookiecutter.json (what .env.example says) agree."""
+    providers = load_module(default_project / "src" / "oscis_mail_service" / "mail" / "providers.py")
+    presets = CONTEXT["_providers"]
+    ours = {"local", "custom"}  # a loopback server, or the user's own: no provider facts
+    assert {provider.name for provider in providers.PROVIDERS} == set(presets) - ours
+    for name, preset in presets.items():
+        server = preset["server"].format(region=CONTEXT["ses_region"])
+        found = providers.provider_of(server)
+        if name in ours:
+            assert found is None, name
+            continue
+        assert found is not None, f"{name}: {server} is not recognised"
+        assert (found.name, found.spf_include) == (name, preset["spf_include"])
+        assert found.oauth == preset.get("oauth", {}).get("provider", "")
+        assert found.oauth == "" or found.oauth in providers.OAUTH_PROVIDERS

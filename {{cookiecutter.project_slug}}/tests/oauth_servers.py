@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult
-from authlib.jose import JoseError, jwt
+from authlib.jose import JoseError, jwt  # type: ignore[import-untyped]
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa

@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }}.mail.diagnosis import Problem
+from {{ cookiecutter.package_name }}.mail.doctor.diagnosis import Problem
 
 from .raw_servers import listening, silent
 from .smtp_server import PASSWORD, SmtpServer, cram_md5_only_server, running_server

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from {{ cookiecutter.package_name }}.devsmtp import free_port
-from {{ cookiecutter.package_name }}.mail.deliverability import Status, Verdict, check_deliverability, provider_of
-from {{ cookiecutter.package_name }}.mail.dkim import DkimSigner, generate_key, private_pem
+from {{ cookiecutter.package_name }}.mail.doctor.deliverability.report import check_deliverability, provider_name
+from {{ cookiecutter.package_name }}.mail.doctor.deliverability.verdict import Status, Verdict
 from {{ cookiecutter.package_name }}.mail.settings import MailSettings
+from {{ cookiecutter.package_name }}.mail.signing.dkim import DkimSigner, generate_key, private_pem
 
 from .dns_server import dns_server, silent_dns_server
 from .smtp_server import SmtpServer
@@ -271,7 +272,7 @@ def test_a_resolver_that_never_answers_is_reported_within_bounded_time(key_file:
     ],
 )
 def test_provider_is_inferred_from_mail_server(server: str, provider: str) -> None:
-    assert provider_of(server) == provider
+    assert provider_name(server) == provider
 
 
 def run_check(dns: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import dkim
+import dkim  # type: ignore[import-untyped]
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -16,7 +16,7 @@ from fastapi_mail import MessageSchema, MessageType
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, SettingsError, load_settings
-from {{ cookiecutter.package_name }}.mail.dkim import DkimSigner, load_key
+from {{ cookiecutter.package_name }}.mail.signing.dkim import DkimSigner, load_key
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import API_KEY

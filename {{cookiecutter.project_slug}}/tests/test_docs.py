@@ -18,8 +18,8 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }}.mail.diagnosis import Problem
-from {{ cookiecutter.package_name }}.mail.settings import env_name
+from {{ cookiecutter.package_name }}.mail.core.loading import env_name
+from {{ cookiecutter.package_name }}.mail.doctor.diagnosis import Problem
 
 PROJECT = Path(__file__).resolve().parents[1]
 TABLE = re.compile(r"<!-- settings-table:start -->\n(.*)<!-- settings-table:end -->", re.DOTALL)
@@ -67,12 +67,12 @@ def default_cell(info: FieldInfo) -> str:
 def settings_table() -> str:
     """The Markdown table documenting every variable, as the README must show it."""
     rows = ["| Variable | Default | Description |", "|---|---|---|"]
-    listed = set()
     for model in settings_models():
+        own = vars(model).get("__annotations__", {})
         for field, info in model.model_fields.items():
-            if (variable := env_name(model, field)) in listed:
-                continue  # a field a model inherits is listed once
-            listed.add(variable)
+            if field not in own:
+                continue  # an inherited field is listed with the model that declares it
+            variable = env_name(model, field)
             assert info.description, f"{model.__name__}.{field} needs a description="
             description = info.description.replace("|", "\\|")
             rows.append(f"| `{variable}` | {default_cell(info)} | {description} |")

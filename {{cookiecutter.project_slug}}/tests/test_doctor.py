@@ -30,9 +30,9 @@ from {{ cookiecutter.package_name }}.devsmtp import (
     start_server,
 )
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, SettingsError, load_settings
-from {{ cookiecutter.package_name }}.mail.advice import login_advice
-from {{ cookiecutter.package_name }}.mail.diagnosis import Diagnosis, Problem, render_diagnosis, settings_diagnosis
-from {{ cookiecutter.package_name }}.mail.probe import probe
+from {{ cookiecutter.package_name }}.mail.doctor.advice import login_advice
+from {{ cookiecutter.package_name }}.mail.doctor.diagnosis import Diagnosis, Problem, render_diagnosis, settings_diagnosis
+from {{ cookiecutter.package_name }}.mail.doctor.probe import probe
 
 from .raw_servers import ScriptedListener, full_backlog, hang_up, listening, silent, smtp_script
 from .smtp_server import PASSWORD, USERNAME, cram_md5_only_server, running_server

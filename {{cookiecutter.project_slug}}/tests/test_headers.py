@@ -15,8 +15,9 @@ from httpx import Response
 from pydantic import NameEmail, ValidationError
 
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings, PermanentMailError, SettingsError, load_settings
-from {{ cookiecutter.package_name }}.mail.headers import header_problem
-from {{ cookiecutter.package_name }}.mail.mime import MAX_LINE, international_addresses, serialize
+from {{ cookiecutter.package_name }}.mail.core.addresses import international_addresses
+from {{ cookiecutter.package_name }}.mail.core.headers import header_problem
+from {{ cookiecutter.package_name }}.mail.core.mime import MAX_LINE, serialize
 from {{ cookiecutter.package_name }}.notifications import NotificationContent
 
 from .conftest import auth

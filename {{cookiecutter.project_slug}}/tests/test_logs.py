@@ -93,7 +93,7 @@ def test_json_lines_of_a_retried_send_name_its_request_and_notification(
     messages = [(line["logger"].removeprefix(PACKAGE), line["level"], line["message"]) for line in lines]
     queued = f"notification {notification_id} queued for 2 recipient(s)"
     assert (".api.notifications", "INFO", queued) in messages
-    [retry] = [message for logger, level, message in messages if logger == ".mail.mailer"]
+    [retry] = [message for logger, level, message in messages if logger == ".mail.core.mailer"]
     assert retry.endswith("server replied 451 4.3.0 try again later; retry 1 of 1 in 0.00 s")  # the mailer's
     retried = f"notification {notification_id} retrying: "
     [retrying] = [message for *_, message in messages if message.startswith(retried)]

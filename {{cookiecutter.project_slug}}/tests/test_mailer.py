@@ -29,9 +29,9 @@ from {{ cookiecutter.package_name }}.mail import (
     PermanentMailError,
     TransientMailError,
 )
-from {{ cookiecutter.package_name }}.mail.errors import DeliveryOutcomeUnknownError, classify
-from {{ cookiecutter.package_name }}.mail.login import login_once
-from {{ cookiecutter.package_name }}.mail.mime import serialize
+from {{ cookiecutter.package_name }}.mail.core.errors import DeliveryOutcomeUnknownError, classify
+from {{ cookiecutter.package_name }}.mail.core.mime import serialize
+from {{ cookiecutter.package_name }}.mail.signin.password import login_once
 
 from .raw_servers import listening, smtp_script
 from .smtp_server import PASSWORD, USERNAME, SmtpServer, running_server

@@ -21,6 +21,7 @@ from fastapi_mail import MessageSchema, MessageType
 from prometheus_client import REGISTRY
 
 from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.delivery.metrics import DeliveryMetrics
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import (
     Mailer,
@@ -30,9 +31,8 @@ from {{ cookiecutter.package_name }}.mail import (
     TransientMailError,
     load_settings,
 )
-from {{ cookiecutter.package_name }}.mail.diagnosis import Problem, render_diagnosis
-from {{ cookiecutter.package_name }}.mail.probe import probe
-from {{ cookiecutter.package_name }}.observability.metrics import ServiceMetrics
+from {{ cookiecutter.package_name }}.mail.doctor.diagnosis import Problem, render_diagnosis
+from {{ cookiecutter.package_name }}.mail.doctor.probe import probe
 
 from .oauth_servers import (
     CLIENT_ID,
@@ -103,8 +103,7 @@ def source_env(source: str, endpoint: TokenEndpoint, tmp_path: Path) -> dict[str
             "MAIL_OAUTH_REFRESH_TOKEN": REFRESH_TOKEN,
             "MAIL_OAUTH_TOKEN_URL": endpoint.token_url,
         }
-    return {
-        "MAIL_OAUTH_PROVIDER": "generic",
+    return {  # the generic token source needs no MAIL_OAUTH_PROVIDER
         "MAIL_OAUTH_TOKEN_URL": endpoint.token_url,
         "MAIL_OAUTH_CLIENT_ID": CLIENT_ID,
         "MAIL_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
@@ -208,14 +207,14 @@ async def test_token_requests_are_counted_in_the_metrics(
 
     before = requested("ok"), requested("error")
     settings = oauth_settings(server, source_env("google_refresh_token", endpoint, tmp_path))
-    async with Mailer(settings, ServiceMetrics()) as mailer:
+    async with Mailer(settings, DeliveryMetrics()) as mailer:
         await mailer.send(message(1))
         endpoint.revoke_tokens()
         server.handler.drop_connections()
         await mailer.send(message(2))  # the refused token is renewed
     wrong = {"MAIL_OAUTH_CLIENT_SECRET": "Wr0ng~secret-x"}
     refused = oauth_settings(server, source_env("microsoft_secret", endpoint, tmp_path) | wrong)
-    async with Mailer(refused, ServiceMetrics()) as mailer:
+    async with Mailer(refused, DeliveryMetrics()) as mailer:
         with pytest.raises(PermanentMailError):
             await mailer.send(message(3))
 
@@ -435,7 +434,10 @@ def test_check_mail_command_prints_no_secret(
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, "MAIL_OAUTH_PROVIDER must be microsoft, google or generic when MAIL_AUTH=xoauth2"),
+        (
+            {},
+            "MAIL_AUTH=xoauth2 needs MAIL_OAUTH_TOKEN_URL and MAIL_OAUTH_CLIENT_ID and MAIL_OAUTH_CLIENT_SECRET",
+        ),
         (
             {
                 "MAIL_OAUTH_PROVIDER": "microsoft",

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from {{ cookiecutter.package_name }}.delivery.celery_app import TASK_NAME, CelerySettings
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.mail import MailSettings, SettingsError, load_settings
-from {{ cookiecutter.package_name }}.mail.mailer import longest_send
+from {{ cookiecutter.package_name }}.mail.core.session import longest_send
 from {{ cookiecutter.package_name }}.settings import RecipientLimit
 from {{ cookiecutter.package_name }}.store import StoreSettings
 from {{ cookiecutter.package_name }}.worker import check_limits, start_dev_worker

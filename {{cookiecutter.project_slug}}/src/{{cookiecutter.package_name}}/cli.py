@@ -143,25 +143,18 @@ def purge(args: argparse.Namespace) -> int:
 
 def check_mail(args: argparse.Namespace) -> int:
     """Connect, negotiate TLS and log in (never send); print one diagnosis."""
-    if args.deliverability:
-        from .mail.deliverability import deliverability_report
+    from .mail.doctor.report import check_mail as diagnose
 
-        report = deliverability_report()
-        print(report.render(args.json), flush=True)
-        return report.exit_code
-    from .mail.diagnosis import render_diagnosis
-    from .mail.probe import check_mail as diagnose
-
-    diagnosis = diagnose()
-    for warning in diagnosis.warnings:
+    report = diagnose(deliverability=args.deliverability)
+    for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    print(render_diagnosis(diagnosis, args.json), flush=True)
-    return diagnosis.exit_code
+    print(report.render(args.json), flush=True)
+    return report.exit_code
 
 
 def dkim_keygen(args: argparse.Namespace) -> int:
     """Write a new DKIM private key (mode 0600) and print the DNS record to publish."""
-    from .mail.dkim import DkimSigner, generate_key, private_pem
+    from .mail.signing.dkim import DkimSigner, generate_key, private_pem
 
     if args.out.exists():
         print(f"{args.out} exists: choose another --out, or delete it if you mean to replace the key")

@@ -17,8 +17,8 @@ from .api.request_id import RequestIdMiddleware
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
 from .mail import SettingsError
 from .observability.logs import configure_logging
-from .observability.metrics import HttpMetrics, check_multiprocess_dir, process_exiting
-from .settings import Settings
+from .observability.metrics import HttpMetrics, process_exiting
+from .settings import Settings, check_metrics_dir
 from .store import NotificationStore, SchemaError, check_schema, open_engine
 
 SERVICE_DESCRIPTION = {{ cookiecutter.description | tojson }}
@@ -29,8 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     configure_logging(settings.logs)
     check_store(settings.store.database_url)
-    if settings.metrics.enabled:
-        check_multiprocess_dir()
+    check_metrics_dir(settings.metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

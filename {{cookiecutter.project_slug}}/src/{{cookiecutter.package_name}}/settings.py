@@ -14,11 +14,12 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .delivery.settings import DeliverySettings
 from .mail import MailSettings, SettingsError
-from .mail.settings import SettingsT, describe_errors
+from .mail.core.loading import SettingsT, describe_errors
 from .observability.logs import LogSettings
-from .observability.metrics import MetricsSettings
-from .store import DeliverySettings, StoreSettings
+from .observability.metrics import MetricsSettings, multiprocess_dir_problem
+from .store import StoreSettings
 
 MIN_API_KEY_LENGTH = 16
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "example", "placeholder", "your-", "your_", "replace-me")
@@ -156,6 +157,14 @@ class Settings:
         ):
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return cls(api=api, mail=mail, store=store, delivery=delivery, logs=logs, metrics=metrics)
+
+
+def check_metrics_dir(metrics: MetricsSettings) -> None:
+    """Raise `SettingsError` when metrics are on but PROMETHEUS_MULTIPROC_DIR cannot be used (each process checks
+    as it starts: the folder is the running process's)."""
+    problem = multiprocess_dir_problem() if metrics.enabled else None
+    if problem is not None:
+        raise SettingsError(f"invalid settings: {problem}")
 
 
 def _load(model: type[SettingsT], problems: list[str]) -> SettingsT | None:

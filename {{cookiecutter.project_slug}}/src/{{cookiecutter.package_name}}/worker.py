@@ -28,13 +28,14 @@ from celery.signals import setup_logging, worker_init, worker_process_shutdown, 
 from . import SERVICE_NAME
 from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_celery_app
 from .delivery.dispatcher import Dispatcher
+from .delivery.metrics import delivery_metrics
+from .delivery.settings import DeliverySettings
 from .mail import Mailer, MailSettings, SettingsError, load_settings
-from .mail.mailer import longest_send
+from .mail.core.session import longest_send
 from .observability.logs import LogSettings, configure_logging
-from .observability.metrics import MetricsSettings, check_multiprocess_dir, process_exiting, service_metrics
-from .settings import RecipientLimit
+from .observability.metrics import MetricsSettings, process_exiting
+from .settings import RecipientLimit, check_metrics_dir
 from .store import (
-    DeliverySettings,
     NotificationStore,
     SchemaError,
     Status,
@@ -115,7 +116,7 @@ class DeliveryRuntime:
 
                 async def build() -> tuple[Dispatcher, Mailer]:
                     retention = load_settings(StoreSettings)
-                    metrics = service_metrics(load_settings(MetricsSettings))
+                    metrics = delivery_metrics(load_settings(MetricsSettings))
                     mailer = Mailer(mail, metrics)
                     store = NotificationStore(open_engine(retention.database_url))
                     dispatcher = Dispatcher(
@@ -188,8 +189,7 @@ def _check_settings(**_: object) -> None:
         mail = load_settings(MailSettings)
         check_limits(load_settings(CelerySettings), mail, load_settings(RecipientLimit).max_recipients)
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
-        if load_settings(MetricsSettings).enabled:
-            check_multiprocess_dir()
+        check_metrics_dir(load_settings(MetricsSettings))
     except (SettingsError, SchemaError) as error:
         exit_with(error)
 

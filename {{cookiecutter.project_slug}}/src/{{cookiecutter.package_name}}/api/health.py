@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse
 {% if cookiecutter.delivery == "celery" -%}
 from ..delivery.queued import CeleryDelivery
 {% endif -%}
-from ..mail.diagnosis import Diagnosis, Problem
-from ..mail.probe import probe
-from ..mail.settings import MailSettings
+from ..mail import MailSettings
+from ..mail.doctor.diagnosis import Diagnosis, Problem
+from ..mail.doctor.probe import probe
 from .deps import StoreDep, has_api_key
 
 MAIL_PROBE_TTL = 5.0

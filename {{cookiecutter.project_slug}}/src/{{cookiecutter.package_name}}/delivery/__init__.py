@@ -1,12 +1,18 @@
 """Delivery: how committed notifications get sent. Each delivery option offers the same entry points.
 
 The option's module (`{{ "queued" if cookiecutter.delivery == "celery" else "background" }}.py`) has `create_delivery(settings, store)`, which
-returns a `Delivery`; `dispatcher.py` is the core every option runs.
+returns a `Delivery` (`settings`: any `DeliveryContext`, such as the service's `Settings`);
+`dispatcher.py` is the core every option runs.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
+
+from ..mail import MailSettings
+from ..observability.metrics import MetricsSettings
+from ..store import StoreSettings
+from .settings import DeliverySettings
 
 
 class Delivery(Protocol):
@@ -20,3 +26,19 @@ class Delivery(Protocol):
 
     async def aclose(self) -> None:
         """Stop taking work, finish what is in flight within a bounded time, release connections."""
+
+
+class DeliveryContext(Protocol):
+    """The settings a delivery reads: the service's `Settings` has them (and more)."""
+
+    @property
+    def mail(self) -> MailSettings: ...
+
+    @property
+    def delivery(self) -> DeliverySettings: ...
+
+    @property
+    def store(self) -> StoreSettings: ...
+
+    @property
+    def metrics(self) -> MetricsSettings: ...

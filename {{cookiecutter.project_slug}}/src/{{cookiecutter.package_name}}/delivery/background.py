@@ -6,10 +6,10 @@ import asyncio
 
 from .. import SERVICE_NAME
 from ..mail import Mailer
-from ..observability.metrics import service_metrics
-from ..settings import Settings
 from ..store import NotificationStore
+from . import DeliveryContext
 from .dispatcher import Dispatcher
+from .metrics import delivery_metrics
 
 
 class BackgroundDelivery:
@@ -36,9 +36,9 @@ class BackgroundDelivery:
         await self._mailer.aclose()
 
 
-def create_delivery(settings: Settings, store: NotificationStore) -> BackgroundDelivery:
+def create_delivery(settings: DeliveryContext, store: NotificationStore) -> BackgroundDelivery:
     """The delivery of this project: a dispatcher in the service process."""
-    metrics = service_metrics(settings.metrics)
+    metrics = delivery_metrics(settings.metrics)
     mailer = Mailer(settings.mail, metrics)
     dispatcher = Dispatcher(
         store,

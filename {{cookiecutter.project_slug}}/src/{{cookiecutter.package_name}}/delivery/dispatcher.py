@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from datetime import timedelta
 
 from ..mail import Mailer, MailError
-from ..mail.events import failure_class
+from ..mail.core.backoff import backoff
 from ..notifications import Notification, to_message
 from ..observability.logs import log_context
 from ..store import (
-    DeliverySettings,
     NotificationRecord,
     NotificationStore,
     Outcome,
@@ -29,6 +27,7 @@ from ..store import (
     StoreSettings,
     utcnow,
 )
+from .settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
 
@@ -36,20 +35,11 @@ PURGE_INTERVAL = 3600.0
 """Seconds between two purges of old bodies and records (retention)."""
 
 
-def retry_delay(attempts: int, settings: DeliverySettings) -> float:
-    """Seconds before the attempt after `attempts` failed ones: doubling from DELIVERY_RETRY_BACKOFF,
-    +-50% jitter, capped at DELIVERY_RETRY_BACKOFF_MAX."""
-    jitter = random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
-    return float(
-        min(settings.retry_backoff * 2.0 ** max(attempts - 1, 0) * jitter, settings.retry_backoff_max)
-    )
-
-
 class DeliveryEvents:
     """What a `Dispatcher` reports (for metrics); the methods do nothing unless overridden."""
 
     def attempted(self, result: str) -> None:
-        """An attempt reached the mailer: `result` is "2xx" or its `failure_class`."""
+        """An attempt reached the mailer: `result` is "2xx" or what failed (`MailError.failure`)."""
 
     def recorded(self, record: NotificationRecord, status: Status) -> None:
         """The outcome of an attempt on `record` was recorded: `sent`, `retrying` or `failed`."""
@@ -203,7 +193,7 @@ class Dispatcher:
             message = to_message(notification, self._service_name, self._sender)
             result = await self._mailer.send(message, recipients=record.pending)
         except MailError as error:
-            self._events.attempted(failure_class(error))
+            self._events.attempted(error.failure)
             reply = str(error)
             if error.transient and attempts < budget:
                 return self._retry(record, reply, record.pending)
@@ -250,7 +240,7 @@ class Dispatcher:
         return Outcome(Status.SENT, reply, accepted=result.accepted, refused=refused, pending=())
 
     def _retry(self, record: NotificationRecord, reply: str, pending: list[str]) -> Outcome:
-        delay = retry_delay(record.attempt_count, self._settings)
+        delay = backoff(record.attempt_count, self._settings.retry_backoff, self._settings.retry_backoff_max)
         return Outcome(
             Status.RETRYING,
             reply,

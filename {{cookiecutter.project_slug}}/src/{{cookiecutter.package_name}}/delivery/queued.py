@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from celery import Celery
 
 from ..mail import load_settings
-from ..settings import Settings
-from ..store import DeliverySettings, NotificationStore, StoreSettings, utcnow
+from ..store import NotificationStore, StoreSettings, utcnow
+from . import DeliveryContext
 from .celery_app import TASK_NAME, CelerySettings, create_celery_app
 from .dispatcher import PURGE_INTERVAL, apply_retention
+from .settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class CeleryDelivery:
         await asyncio.to_thread(self._app.close)
 
 
-def create_delivery(settings: Settings, store: NotificationStore) -> CeleryDelivery:
+def create_delivery(settings: DeliveryContext, store: NotificationStore) -> CeleryDelivery:
     """The delivery of this project: Celery workers, fed with ids by this service."""
     app = create_celery_app(load_settings(CelerySettings))
     return CeleryDelivery(app, store, settings.delivery, settings.store)

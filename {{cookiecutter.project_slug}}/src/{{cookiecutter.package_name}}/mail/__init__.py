@@ -1,16 +1,23 @@
-"""Sending email over SMTP with fastapi-mail messages: settings, a pooled mailer, diagnoses.
+"""Sending email over SMTP with fastapi-mail messages: settings, a pooled mailer, and a doctor that explains failures.
 
-This package imports nothing else from the service, only fastapi-mail, aiosmtplib,
-pydantic and pydantic-settings (and authlib, httpx and cryptography for OAuth2 sign-in;
-dkimpy and dnspython for DKIM and the deliverability check): copy the folder into any FastAPI app.
+Copy this folder into any FastAPI app: it imports nothing else from the service. Password login
+needs only fastapi-mail, aiosmtplib, pydantic and pydantic-settings; OAuth2 (authlib), DKIM
+(dkimpy) and the deliverability check (dnspython) import their packages only when turned on
+(`extras.py`). Inside: `core/` sends (settings, messages, sessions, the pool), `signin/` logs in,
+`signing/` signs with DKIM, `doctor/` diagnoses (check-mail, /health/mail); `providers.py` is what
+the package knows about mail providers.
 """
 
-from .errors import DeliveryOutcomeUnknownError, MailError, PermanentMailError, TransientMailError
-from .events import MailEvents
-from .mailer import DeliveryResult, Mailer, MailerClosedError
-from .settings import MailSettings, SettingsError, load_settings
+from .core.errors import DeliveryOutcomeUnknownError, MailError, PermanentMailError, TransientMailError
+from .core.events import MailEvents
+from .core.loading import SettingsError, load_settings
+from .core.mailer import DeliveryResult, MailerClosedError
+from .core.message import NOTIFICATION_ID_HEADER
+from .mailer import Mailer
+from .settings import MailSettings
 
 __all__ = [
+    "NOTIFICATION_ID_HEADER",
     "DeliveryOutcomeUnknownError",
     "DeliveryResult",
     "MailError",

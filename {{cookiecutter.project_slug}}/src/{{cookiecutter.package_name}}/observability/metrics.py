@@ -1,15 +1,15 @@
-"""Prometheus metrics: what the API accepted, what delivery did, the SMTP pool, and the store's backlog.
+"""Prometheus metrics: the instruments (what the API accepted, what delivery did, the SMTP pool) and the scrape.
 
 Counters and histograms live in prometheus-client's default registry, or, when the environment
 sets PROMETHEUS_MULTIPROC_DIR, in its multiprocess files there, so that one scrape of any API
-process sums every process sharing the folder (uvicorn workers, delivery workers). The backlog
-gauges are read from the store at each scrape by the process answering it, never summed.
-No label carries a recipient, an id or any other unbounded value.
+process sums every process sharing the folder (uvicorn workers, delivery workers). Gauges read at
+scrape time (the store's backlog) are collectors the scraping route passes to `exposition`.
+No label carries a recipient, an id or any other unbounded value. This module imports nothing of
+the service's features: they count on its `instruments()`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -17,17 +17,11 @@ import time
 from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from ..delivery.dispatcher import DeliveryEvents
-from ..mail import MailEvents, SettingsError
-from ..store import Backlog, NotificationRecord, NotificationStore, Status, utcnow
-
-logger = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 """The folder shared by every process of the service, or None: this process's own registry."""
@@ -61,7 +55,7 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 36
 TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 RECEIVED_OUTCOMES = ("queued", "idempotent_repeat", "invalid", "over_limit", "unauthorized", "error")
-DELIVERY_OUTCOMES = {Status.SENT: "sent", Status.RETRYING: "retried", Status.FAILED: "failed"}
+DELIVERY_OUTCOMES = ("sent", "retried", "failed")
 
 
 class Instruments:
@@ -119,7 +113,7 @@ class Instruments:
         )
         for outcome in RECEIVED_OUTCOMES:  # present from the start, so rate() sees the first one
             self.received.labels(outcome)
-        for outcome in DELIVERY_OUTCOMES.values():
+        for outcome in DELIVERY_OUTCOMES:
             self.outcomes.labels(outcome)
 
 
@@ -128,60 +122,22 @@ _instruments_lock = threading.Lock()
 
 
 def instruments() -> Instruments:
-    """This process's metrics, made on the first call (see `check_multiprocess_dir`)."""
+    """This process's metrics, made on the first call (after `multiprocess_dir_problem` found none)."""
     with _instruments_lock:
         if not _instruments:
-            check_multiprocess_dir()
             _instruments.append(Instruments())
         return _instruments[0]
 
 
-def check_multiprocess_dir() -> None:
-    """Raise `SettingsError` unless PROMETHEUS_MULTIPROC_DIR, when set, is a folder this process can write."""
+def multiprocess_dir_problem() -> str | None:
+    """Why PROMETHEUS_MULTIPROC_DIR, when set, cannot be used: not a folder this process can write."""
     folder = MULTIPROCESS_DIR
     if folder is not None and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
-        raise SettingsError(
-            f"invalid settings: PROMETHEUS_MULTIPROC_DIR ({folder}) is not a writable folder: create it, empty "
+        return (
+            f"PROMETHEUS_MULTIPROC_DIR ({folder}) is not a writable folder: create it, empty "
             "and shared by every process of the service, or unset it for one process"
         )
-
-
-class ServiceMetrics(MailEvents, DeliveryEvents):
-    """The mailer's and the dispatcher's events, counted."""
-
-    def __init__(self) -> None:
-        self._m = instruments()
-
-    def session_opened(self) -> None:
-        self._m.sessions_open.inc()
-
-    def session_closed(self) -> None:
-        self._m.sessions_open.dec()
-
-    def session_taken(self) -> None:
-        self._m.sessions_in_use.inc()
-
-    def session_returned(self) -> None:
-        self._m.sessions_in_use.dec()
-
-    def transaction_finished(self, seconds: float, result: str) -> None:
-        self._m.transactions.labels(result).observe(seconds)
-
-    def token_refreshed(self, ok: bool) -> None:
-        self._m.token_requests.labels("ok" if ok else "error").inc()
-
-    def attempted(self, result: str) -> None:
-        self._m.attempts.labels(result).inc()
-
-    def recorded(self, record: NotificationRecord, status: Status) -> None:
-        self._m.outcomes.labels(DELIVERY_OUTCOMES.get(status, str(status))).inc()
-        if status == Status.SENT:
-            self._m.latency.observe(max((utcnow() - record.created_at).total_seconds(), 0.0))
-
-
-def service_metrics(settings: MetricsSettings) -> ServiceMetrics | None:
-    """The events to give the mailer and the dispatcher: counted, or None when METRICS_ENABLED is false."""
-    return ServiceMetrics() if settings.enabled else None
+    return None
 
 
 class HttpMetrics:
@@ -239,40 +195,14 @@ def received_outcome(status: int, scope: Scope) -> str:
     return "error" if status >= 500 else "invalid"
 
 
-class BacklogCollector:
-    """The store's backlog, as read for one scrape."""
-
-    def __init__(self, backlog: Backlog) -> None:
-        self._backlog = backlog
-
-    def collect(self) -> Iterable[Metric]:
-        counts = GaugeMetricFamily(
-            "notifications_backlog",
-            "Notifications not finished, by status (from the store).",
-            labels=["status"],
-        )
-        for status, count in self._backlog.counts.items():
-            counts.add_metric([str(status)], count)
-        oldest = self._backlog.oldest_due
-        age = 0.0 if oldest is None else max((utcnow() - oldest).total_seconds(), 0.0)
-        yield counts
-        yield GaugeMetricFamily(
-            "notifications_oldest_due_age_seconds",
-            "Seconds the oldest due notification (queued or retrying) has waited; 0 when none.",
-            value=age,
-        )
-
-
-async def exposition(store: NotificationStore) -> bytes:
+def exposition(collectors: Iterable[Collector] = ()) -> bytes:
     """Every metric in the Prometheus text format: this process's (or, in multiprocess mode, every
-    process's) plus the backlog read from `store` now."""
+    process's) plus `collectors`, read now (gauges such as the store's backlog)."""
     registry = CollectorRegistry()
     if MULTIPROCESS_DIR is not None:
         MultiProcessCollector(registry, MULTIPROCESS_DIR)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
-    try:
-        registry.register(BacklogCollector(await store.backlog()))
-    except Exception:  # the store is away: serve the rest; the backlog series go missing (alert on absent())
-        logger.warning("metrics: could not read the backlog from the store", exc_info=True)
+    for collector in collectors:
+        registry.register(collector)
     sources = [registry] if MULTIPROCESS_DIR is not None else [REGISTRY, registry]
     return b"".join(generate_latest(source) for source in sources)
 

@@ -3,11 +3,10 @@
 from .models import NotificationRecord, Status
 from .repository import Backlog, IdempotencyKeyReusedError, NotificationStore, Outcome, open_engine, utcnow
 from .schema import SchemaError, check_schema, upgrade
-from .settings import DeliverySettings, StoreSettings
+from .settings import StoreSettings
 
 __all__ = [
     "Backlog",
-    "DeliverySettings",
     "IdempotencyKeyReusedError",
     "NotificationRecord",
     "NotificationStore",

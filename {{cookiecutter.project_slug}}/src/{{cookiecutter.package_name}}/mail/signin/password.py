@@ -1,4 +1,4 @@
-"""Logging in without storming the server: one method per refused login, then a cool-down.
+"""Password login without storming the server: one method per refused login, then a cool-down.
 
 aiosmtplib's `SMTP.login` tries every method both sides support until one works, so a wrong
 password costs two or three refusals per connection. Providers lock accounts after a few of
@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 import aiosmtplib
 
-from .errors import MailError, PermanentMailError, classify
+from ..core.errors import MailError, PermanentMailError, classify
 
-__all__ = ["LoginGuard", "login_once"]
+__all__ = ["LoginGuard", "PasswordLogin", "login_once"]
 
 _METHOD_UNAVAILABLE = frozenset({504, 534, 538})
 """Replies that refuse the method, not the credentials: the next method may work."""
@@ -69,6 +69,7 @@ class LoginGuard:
             raise PermanentMailError(
                 f"{self._refused} (no new login for {remaining:.0f} s after a refused one: MAIL_LOGIN_COOLDOWN)",
                 reply_code=self._refused.reply_code,
+                failure="auth",
             )
 
     @contextlib.asynccontextmanager
@@ -85,3 +86,20 @@ class LoginGuard:
                     self._until = loop.time() + self._cooldown
                 raise
             self._refused = None
+
+
+class PasswordLogin:
+    """The `Login` of MAIL_AUTH=password: `login_once` as `username`, through a `LoginGuard`."""
+
+    def __init__(self, username: str, password: str, guard: LoginGuard) -> None:
+        self._username = username
+        self._password = password
+        self._guard = guard
+
+    def check(self) -> None:
+        """Raise while cooling down after a refused login."""
+        self._guard.check()
+
+    async def __call__(self, smtp: aiosmtplib.SMTP, action: str) -> None:
+        async with self._guard.attempt(action):
+            await login_once(smtp, self._username, self._password)

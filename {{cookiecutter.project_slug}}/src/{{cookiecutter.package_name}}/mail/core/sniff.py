@@ -14,6 +14,7 @@ import ssl
 import aiosmtplib
 
 from .errors import PermanentMailError
+from .sockets import abort
 
 __all__ = ["SNIFF_AFTER", "ImplicitTlsPortError", "client_hello", "connect", "looks_like_tls", "speaks_tls"]
 
@@ -23,6 +24,8 @@ SNIFF_AFTER = 1.0
 
 class ImplicitTlsPortError(PermanentMailError):
     """The port speaks TLS from the first byte, but the settings expect a plain SMTP greeting."""
+
+    failure = "tls"
 
 
 def client_hello(server_name: str) -> bytes:
@@ -57,8 +60,7 @@ async def speaks_tls(host: str, port: int, server_name: str) -> bool:
     except (OSError, asyncio.IncompleteReadError):
         return False
     finally:
-        with contextlib.suppress(AttributeError, OSError):
-            writer.transport.abort()
+        abort(writer.transport)
         await asyncio.sleep(0)  # let the loop release the socket
 
 

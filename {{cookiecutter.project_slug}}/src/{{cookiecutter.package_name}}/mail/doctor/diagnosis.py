@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .settings import SettingsError
+from ..core.loading import SettingsError
 
-__all__ = ["Diagnosis", "Problem", "render_diagnosis", "settings_diagnosis"]
+__all__ = ["Diagnosis", "Found", "Problem", "render_diagnosis", "settings_diagnosis"]
 
 
 class Problem(StrEnum):
@@ -91,6 +91,14 @@ _EXIT_CODES = {
 }
 
 
+class Found(Exception):  # noqa: N818 - control flow, not an error
+    """Ends a probe with a diagnosis: the `problem`, what was found and the fix."""
+
+    def __init__(self, problem: Problem, message: str, fix: str) -> None:
+        super().__init__(problem.value)
+        self.problem, self.message, self.fix = problem, message, fix
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     """The outcome of a probe: what is wrong (or OK) and how to fix it, one line each."""
@@ -142,5 +150,5 @@ def settings_diagnosis(error: SettingsError) -> Diagnosis:
     return Diagnosis(
         Problem.SETTINGS_INVALID,
         str(error),
-        "correct the variables named in the message, in the environment or .env (see .env.example)",
+        "correct the variables named in the message, in the environment or .env",
     )

@@ -17,6 +17,7 @@ import aiosmtplib
 from aiosmtplib.email import parse_address
 
 from .errors import DeliveryOutcomeUnknownError
+from .session import greet
 
 __all__ = ["transact"]
 
@@ -46,10 +47,7 @@ async def transact(
     for address in (sender, *recipients):
         parse_address(address)  # refuses an address unsafe on a command line, before anything is sent
     if smtp.is_ehlo_or_helo_needed:
-        try:
-            await smtp.ehlo()
-        except aiosmtplib.SMTPHeloError:
-            await smtp.helo()
+        await greet(smtp)
     utf8 = "SMTPUTF8" in mail_options
     if utf8 and not smtp.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")

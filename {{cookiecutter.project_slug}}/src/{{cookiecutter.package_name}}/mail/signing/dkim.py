@@ -1,4 +1,4 @@
-"""DKIM signing (RFC 6376, RFC 8463) of the exact bytes that go on the wire.
+"""The DKIM signer: signs (RFC 6376, RFC 8463) the exact bytes that go on the wire.
 
 The signer canonicalizes (relaxed/relaxed) only the headers it signs, with a few regular
 expressions: the same bytes as dkimpy's canonicalization at a third of its cost. dkimpy folds
@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-import dkim
+import dkim  # type: ignore[import-untyped]  # dkimpy ships no types
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils

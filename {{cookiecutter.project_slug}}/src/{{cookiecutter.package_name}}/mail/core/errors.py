@@ -1,8 +1,9 @@
-"""Delivery errors: transient ones are worth retrying, permanent ones are not.
+"""Delivery errors, and the one classifier that turns whatever failed into one of them.
 
-`classify` turns whatever aiosmtplib, asyncio or the socket layer raised into one of
-them, with a one-line message that says what failed, the server's reply, and what to
-change. The original exception stays attached as `__cause__`.
+Transient errors are worth retrying, permanent ones are not. `classify` turns what aiosmtplib,
+asyncio or the socket layer raised into one, with a one-line message that says what failed, the
+server's reply and what to change, and a `failure` class fit for a metric label (`FAILURE_CLASSES`).
+The original exception stays attached as `__cause__`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator
 import aiosmtplib
 
 __all__ = [
+    "FAILURE_CLASSES",
     "DeliveryOutcomeUnknownError",
     "MailError",
     "PermanentMailError",
@@ -24,6 +26,9 @@ __all__ = [
 ]
 
 REDACTED = "***"
+
+FAILURE_CLASSES = ("4xx", "5xx", "auth", "tls", "timeout", "connect", "no_reply", "other")
+"""Every value of `MailError.failure`: the server's reply class, or the step that failed."""
 
 _CONNECT_HINT = "check MAIL_SERVER and MAIL_PORT, and that the server is reachable"
 _TIMEOUT_HINT = "the server did not answer within MAIL_TIMEOUT seconds"
@@ -38,13 +43,21 @@ _TLS_HINT = "check MAIL_PORT against the TLS mode (MAIL_STARTTLS=true for 587, M
 
 
 class MailError(Exception):
-    """Sending failed. The message is one line and never contains a secret."""
+    """Sending failed. The message is one line and never contains a secret.
+
+    `failure` is one of FAILURE_CLASSES; `reply_code` the server's reply code, when it answered.
+    """
 
     transient: bool = False
+    failure: str = "other"
 
-    def __init__(self, message: str, *, reply_code: int | None = None) -> None:
+    def __init__(self, message: str, *, reply_code: int | None = None, failure: str | None = None) -> None:
         super().__init__(message)
         self.reply_code = reply_code
+        if failure is not None:
+            self.failure = failure
+        elif reply_code is not None and 400 <= reply_code < 600:
+            self.failure = f"{reply_code // 100}xx"
 
 
 class TransientMailError(MailError):
@@ -64,6 +77,8 @@ class DeliveryOutcomeUnknownError(PermanentMailError):
 
     Not retried, because a retry could deliver the message twice.
     """
+
+    failure = "no_reply"
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -102,14 +117,36 @@ def classify(
         transient, reply_code, detail = False, None, type(error).__name__
     message = printable(redact(f"{action} failed: {detail}", secrets))
     kind = TransientMailError if transient else PermanentMailError
-    result = kind(message, reply_code=reply_code)
+    result = kind(message, reply_code=reply_code, failure=failure_of(error))
     result.__cause__ = error
     return result
 
 
+def failure_of(error: BaseException) -> str:
+    """What `error` (as aiosmtplib, asyncio or the socket layer raised it) was: one of FAILURE_CLASSES."""
+    causes = list(causes_of(error))
+    known = next((cause for cause in causes if isinstance(cause, MailError)), None)
+    if known is not None:
+        return known.failure
+    if any(isinstance(cause, aiosmtplib.SMTPAuthenticationError) for cause in causes):
+        return "auth"
+    if any(isinstance(cause, ssl.SSLError) for cause in causes):
+        return "tls"
+    code = getattr(error, "code", None)
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):  # every recipient refused: the worst reply
+        code = max((refusal.code for refusal in error.recipients), default=None)
+    if isinstance(code, int) and 400 <= code < 600:
+        return f"{code // 100}xx"
+    if any(isinstance(cause, TimeoutError) for cause in causes):
+        return "timeout"
+    if any(isinstance(cause, OSError) for cause in causes):
+        return "connect"
+    return "other"
+
+
 def _describe(error: BaseException, connected: bool) -> tuple[bool, int | None, str]:
     """(transient, reply code, detail with a hint) for `error`."""
-    tls_error = next((cause for cause in _causes(error) if isinstance(cause, ssl.SSLError)), None)
+    tls_error = next((cause for cause in causes_of(error) if isinstance(cause, ssl.SSLError)), None)
     if isinstance(tls_error, ssl.SSLCertVerificationError):
         reason = (
             getattr(tls_error, "verify_message", None)
@@ -146,7 +183,7 @@ def _describe(error: BaseException, connected: bool) -> tuple[bool, int | None, 
     return False, None, f"{type(error).__name__}: {_text(error)}"
 
 
-def _causes(error: BaseException) -> Iterator[BaseException]:
+def causes_of(error: BaseException) -> Iterator[BaseException]:
     """`error` and the exceptions it was raised from (`raise ... from`), newest first."""
     seen: set[int] = set()
     current: BaseException | None = error
@@ -163,7 +200,7 @@ def _text(error: BaseException) -> str:
 
 def _os_text(error: BaseException) -> str:
     """The operating system's reason ("Connection refused") when there is one."""
-    for cause in _causes(error):
+    for cause in causes_of(error):
         if isinstance(cause, OSError) and cause.errno is not None:
             return os.strerror(cause.errno).lower()
     return _text(error) or type(error).__name__

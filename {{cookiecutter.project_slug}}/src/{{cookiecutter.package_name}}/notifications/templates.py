@@ -1,4 +1,4 @@
-"""Email templates: HTML autoescaped, plain text not, each compiled once and cached."""
+"""The service's email templates: HTML autoescaped, plain text not, each compiled once and cached."""
 
 from __future__ import annotations
 

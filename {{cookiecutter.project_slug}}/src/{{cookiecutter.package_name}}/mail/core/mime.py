@@ -5,9 +5,7 @@ boundary, so a VT or FS in a long subject would start a new header line. `serial
 each folded header: the only line break in it is the folding one, followed by white space;
 no control character; no line over RFC 5322's 998 characters (a long word is re-encoded as
 RFC 2047 encoded words, which may be split anywhere). Anything else is refused (`ValueError`).
-
-International addresses: IDN domains are written in punycode, so SMTPUTF8 is needed only
-for a non-ASCII local part; then those address headers go out as UTF-8 (RFC 6532).
+With SMTPUTF8, address headers with a non-ASCII local part go out as UTF-8 (RFC 6532).
 """
 
 from __future__ import annotations
@@ -19,27 +17,18 @@ from email.generator import BytesGenerator
 from email.header import Header
 from email.message import Message
 from email.policy import Compat32
-from email.utils import formataddr, getaddresses
 from typing import Any
 
 from aiosmtplib.email import flatten_message
-from fastapi_mail import MessageSchema
-from pydantic import NameEmail
 
+from .addresses import ADDRESS_HEADERS
 from .headers import header_problem
 
-__all__ = [
-    "ascii_domain",
-    "ascii_domains",
-    "drop_multipart_encodings",
-    "international_addresses",
-    "serialize",
-]
+__all__ = ["MAX_LINE", "drop_multipart_encodings", "serialize", "single_message_id"]
 
 MAX_LINE = 998
 """RFC 5322 2.1.1: at most 998 characters per line, without the CRLF."""
 
-ADDRESS_HEADERS = ("From", "Sender", "To", "Cc", "Bcc", "Reply-To")
 _UTF8 = Charset("utf-8")
 
 
@@ -103,69 +92,6 @@ def _checked(name: str, folded: bytes, linesep: str) -> bytes:
         if problem is not None:
             raise ValueError(f"the {name} header {problem}")
     return folded
-
-
-def ascii_domain(address: str) -> str:
-    """`address` with an international domain in punycode ("user@xn--bcher-kva.example")."""
-    local, at, domain = address.rpartition("@")
-    if not at or domain.isascii():
-        return address
-    try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        raise ValueError(f"the domain of {address!r} is not a valid international domain name") from None
-
-
-def ascii_domains(message: MessageSchema, sender: str) -> MessageSchema:
-    """`message` with every address's international domain in punycode, before fastapi-mail builds it.
-
-    `sender` is the configured MAIL_FROM, used when the message names no sender (pydantic's
-    email validation turns a punycode domain back into Unicode, so it is converted here).
-
-    An address whose local part stays non-ASCII loses its display name: fastapi-mail cannot
-    format it with one, and a name pydantic made up from the local part says nothing.
-    """
-
-    def convert(address: NameEmail) -> NameEmail:
-        converted = ascii_domain(address.email)
-        if converted == address.email:
-            return address
-        name = address.name if converted.isascii() and address.name != address.email else converted
-        return NameEmail(name=name, email=converted)
-
-    fields = ("recipients", "cc", "bcc", "reply_to")
-    from_email = str(message.from_email or sender)
-    if from_email.isascii() and all(
-        address.email.isascii() for field in fields for address in getattr(message, field)
-    ):
-        return message
-    update: dict[str, object] = {
-        field: [convert(each) for each in getattr(message, field)] for field in fields
-    }
-    return message.model_copy(update={**update, "from_email": ascii_domain(from_email)})
-
-
-def international_addresses(message: Message) -> Message:
-    """Rewrite non-ASCII address headers of `message`, one address at a time; returns `message`.
-
-    Domains become punycode; display names become encoded words; a non-ASCII local part
-    stays as it is (it needs SMTPUTF8).
-    """
-    for name in ADDRESS_HEADERS:
-        value = message.get(name)
-        if not isinstance(value, str) or value.isascii():
-            continue
-        addresses = []
-        for display, address in getaddresses([value]):
-            address = ascii_domain(address)
-            if address.isascii():
-                addresses.append(formataddr((display, address), charset=_UTF8))
-            elif display:
-                addresses.append(f"{_UTF8.header_encode(display)} <{address}>")
-            else:
-                addresses.append(address)
-        message.replace_header(name, ", ".join(addresses))
-    return message
 
 
 def drop_multipart_encodings(message: Message) -> Message:

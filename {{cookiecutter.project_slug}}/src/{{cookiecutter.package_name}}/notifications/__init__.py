@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi_mail import MessageSchema, MessageType
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, NameEmail, field_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, NameEmail
 
-from .mail.headers import header_problem
-from .mail.templates import EmailTemplates
+from ..mail import NOTIFICATION_ID_HEADER
+from ..mail.core.headers import HeaderText
+from .templates import EmailTemplates
 
-NOTIFICATION_ID_HEADER = "X-Notification-ID"
 MAX_ADDRESSES = 1000
 """Static bound on `to` and on `cc`, checked while parsing; MAX_RECIPIENTS is the configured one."""
-TEMPLATES = EmailTemplates(Path(__file__).parent / "templates" / "email")
+TEMPLATES = EmailTemplates(Path(__file__).parents[1] / "templates" / "email")
 
 
 class NotificationContent(BaseModel):
@@ -26,19 +26,11 @@ class NotificationContent(BaseModel):
     to: list[EmailStr] = Field(min_length=1, max_length=MAX_ADDRESSES, description="Recipients.")
     cc: list[EmailStr] = Field(default_factory=list, max_length=MAX_ADDRESSES, description="Copy recipients.")
     reply_to: EmailStr | None = Field(default=None, description="Address replies go to.")
-    subject: str = Field(min_length=1, max_length=998, description="Subject line; no line breaks.")
+    subject: HeaderText = Field(min_length=1, max_length=998, description="Subject line; no line breaks.")
     body: str = Field(min_length=1, description="Plain-text body.")
     format: Literal["html", "text"] = Field(
         default="html", description="`html`: text plus an HTML version from the template; `text`: text only."
     )
-
-    @field_validator("subject")
-    @classmethod
-    def _single_line(cls, subject: str) -> str:
-        problem = header_problem(subject)
-        if problem is not None:
-            raise ValueError(problem)
-        return subject
 
 
 class Notification(NotificationContent):

@@ -1,0 +1,57 @@
+"""How delivery claims, retries and stops: the `DELIVERY_*` variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HOUR = 3600
+DAY = 24 * HOUR
+
+
+class DeliverySettings(BaseSettings):
+    """How the delivery core claims and retries notifications, from `DELIVERY_*` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DELIVERY_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    lease: float = Field(
+        default=60.0,
+        ge=1,
+        le=DAY,
+        description=(
+            "Seconds a sender holds a notification it claimed; if its process dies, the notification is sent "
+            "again after this. A running send renews it every third of this."
+        ),
+    )
+    concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Notifications one process sends at once (waiting for an SMTP session included).",
+    )
+    max_attempts: int = Field(
+        default=25,
+        ge=1,
+        le=1000,
+        description="Attempts before a transiently failing notification becomes failed.",
+    )
+    retry_backoff: float = Field(
+        default=2.0,
+        gt=0,
+        le=HOUR,
+        description="Seconds before the first retry; doubles with each, plus jitter.",
+    )
+    retry_backoff_max: float = Field(
+        default=600.0, gt=0, le=DAY, description="Longest wait between retries, in seconds."
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between looks for due retries and expired leases."
+    )
+    shutdown_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        le=HOUR,
+        description="Seconds a stopping process waits for its sends in flight; the rest stays queued.",
+    )
