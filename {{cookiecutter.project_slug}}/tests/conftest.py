@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.mail import MailSettings
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.observability.logs import OWN_LOGGERS
 from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, upgrade
 
 {% if cookiecutter.delivery == "celery" -%}
@@ -58,6 +60,16 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     for name in list(os.environ):
         if name.startswith(SERVICE_VARIABLE_PREFIXES):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def restored_log_levels() -> Iterator[None]:
+    """`create_app` sets log levels process-wide (LOG_LEVEL): each test starts from the same ones."""
+    loggers = [logging.getLogger(), *map(logging.getLogger, OWN_LOGGERS)]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 @pytest.fixture
