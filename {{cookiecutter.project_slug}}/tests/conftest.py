@@ -114,6 +114,8 @@ def anyio_backend() -> str:
 
 
 API_KEY = "test-api-key-0123456789"
+LOCAL_PEER = ("127.0.0.1", 50000)
+"""The address requests of `service()` come from: this machine, like a developer's browser."""
 ROTATED_API_KEY = "rotated-api-key-9876543210"
 
 
@@ -123,7 +125,7 @@ def service(monkeypatch: pytest.MonkeyPatch, **env: str) -> TestClient:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     migrate(StoreSettings().database_url)
-    return TestClient(create_app(), base_url="http://localhost")
+    return TestClient(create_app(), base_url="http://localhost", client=LOCAL_PEER)
 
 
 def migrate(database_url: str) -> None:
