@@ -73,6 +73,14 @@ def restored_log_levels() -> Iterator[None]:
 
 
 @pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common umask 022, under which files are created readable by every local user unless asked otherwise."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+@pytest.fixture
 def smtp_server(ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     """A STARTTLS + AUTH server; the MAIL_* environment points at it."""
     with running_server(ca, ca_file) as server:

@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -365,6 +366,16 @@ def test_dev_with_allow_remote_warns_and_its_inbox_still_refuses_other_machines(
     assert api.status_code == 200  # the API itself is reachable, as asked
     warning = [line for line in log.read_text().splitlines() if line.startswith("WARNING ")]
     assert "other machines can reach this development service" in " ".join(warning)
+
+
+def test_the_inbox_and_the_ca_key_are_private(usual_umask: None, dev_smtp: Path) -> None:
+    """Folders 0700, messages and the CA key 0600, whatever the umask (see test_file_modes.py)."""
+    deliver()
+    [message] = (dev_smtp / "inbox").glob("*.eml")
+
+    paths = (dev_smtp, dev_smtp / "inbox", message, dev_smtp / "ca.key")
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in paths}
+    assert modes == {dev_smtp.name: 0o700, "inbox": 0o700, message.name: 0o600, "ca.key": 0o600}
 
 
 def test_the_console_line_escapes_terminal_control_characters() -> None:
