@@ -44,6 +44,22 @@ def healthy(url: str) -> bool:
         return False
 
 
+def dev_smtp_line(log: Path, timeout: float) -> str:
+    """The dev SMTP server's line about the message, from the service log; the server prints it just after
+    writing the `.eml` file, so it may not be there yet."""
+    found: list[str] = []
+
+    def logged() -> bool:
+        lines = log.read_text().splitlines(keepends=True)
+        found.extend(
+            line.rstrip("\n") for line in lines if line.startswith("[dev-smtp]") and line.endswith("\n")
+        )
+        return bool(found)
+
+    wait_until(logged, timeout, "the dev SMTP server logged no line about the message")
+    return found[0]
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="oscis-demo-"))
     project = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(workdir)))
@@ -95,9 +111,7 @@ def main() -> int:
         print(f"     text: {text.get_content().splitlines()[0] if text else ''}")
         if message["X-Notification-ID"] != accepted["id"]:
             raise SystemExit("demo failed: the email does not carry the notification id")
-        for line in log.read_text().splitlines():
-            if line.startswith("[dev-smtp]"):
-                print(f"     server: {line}")
+        print(f"     server: {dev_smtp_line(log, 15)}")
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -221,6 +221,22 @@ def planted(seed: int, package: str) -> list[Plant]:
     plant("env: smtp:// URL with !*$&+,;= password", ".env.example", _env_file(MAIL_URL=url), password)
     webhook = fake.slack_webhook()
     plant("env: Slack webhook", ".env.example", _env_file(SLACK_WEBHOOK_URL=webhook), webhook)
+    host = f"db-{fake.chars(LOWER_DIGITS, 6)}.{fake.rng.choice(['internal', 'prod.local', 'eu-west-1.rds.amazonaws.com'])}"
+    url = f"postgresql+asyncpg://postgres:postgres@{host}:5432/notifications"
+    plant(
+        "env: a local database's default login on another host",
+        ".env.example",
+        _env_file(DATABASE_URL=url),
+        "postgres:postgres@" + host,
+    )
+    password = fake.url_password()
+    host = fake.rng.choice(["localhost", "127.0.0.1", "[::1]"])
+    plant(
+        "env: another password for a database on localhost",
+        ".env.example",
+        _env_file(DATABASE_URL=f"postgresql://postgres:{password}@{host}:5432/app"),
+        password,
+    )
     key = fake.api_key()
     plant("env: the service's API key", ".env.example", _env_file(API_KEYS=key), key)
 
@@ -495,6 +511,14 @@ def lookalikes(seed: int, package: str) -> list[Plant]:
                 "- SENDGRID_API_KEY=${SENDGRID_API_KEY:?set it}\n- MAIL_SERVER=smtp.sendgrid.net\n- CELERY_BROKER_URL=redis://redis:6379/0\n"
                 f"- NOTIFICATION_NAMESPACE={uuid_value}\n"
             ),
+        ),
+        Plant(
+            "a local development database's default login on loopback",
+            "deploy/dev.env.example",
+            "DATABASE_URL=postgresql://postgres:postgres@localhost:5432/db\n"
+            "TEST_DATABASE_URL=postgresql+asyncpg://postgres:postgres@127.0.0.1/test\n"
+            "REPORTING_URL=postgresql+psycopg2://postgres:postgres@[::1]:5432/reports\n"
+            "LEGACY_DATABASE_URL=postgres://postgres:postgres@LOCALHOST/legacy\n",
         ),
         Plant(
             "URLs without real credentials",

@@ -1,7 +1,7 @@
 """compose.yaml and the Dockerfile, checked by structure (no Docker engine runs here).
 
-The rendered compose file must be valid Compose, wire `.env` into the service, point the mail
-settings at Mailpit in a way MailSettings accepts, give every service a health check that its
+The rendered compose file must be valid Compose, wire `.env` into the service (which alone may turn
+DEV_MODE on), point the mail settings at Mailpit in a way MailSettings accepts, give every service a health check that its
 dependants wait for, and add Redis and a worker only for delivery=celery.
 """
 
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from .conftest import check_schema
@@ -80,14 +82,13 @@ def test_the_service_reads_env_and_sends_to_mailpit(project: Path) -> None:
         assert all(str(mapping).startswith("127.0.0.1:") for mapping in service.get("ports", []))
 
 
-def test_mailpit_environment_is_accepted_by_the_settings(
-    project: Path, delivery: str, tmp_path: Path
-) -> None:
-    """The service's settings load from .env.example overridden by compose's environment (as compose does)."""
+def load_settings(project: Path, dotenv_file: dict[str, str], tmp_path: Path, code: str = "") -> str:
+    """Load the service's settings from `dotenv_file` overridden by compose's environment, as compose does;
+    print the mail connection. Returns stdout; fails with stderr when the settings are refused."""
     environment = {
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(project / "src"),
-        **dotenv(project / ".env.example"),
+        **dotenv_file,
         **compose(project)["services"]["api"]["environment"],
     }
     code = (
@@ -95,9 +96,7 @@ def test_mailpit_environment_is_accepted_by_the_settings(
         "mail = Settings.from_env().mail\n"
         "mail.connection_config()\n"
         "print(mail.server, mail.port, mail.encrypted, mail.use_credentials, mail.cert_bundle)\n"
-    )
-    if delivery == "celery":
-        code += f"from {PACKAGE}.worker import CelerySettings\nCelerySettings()\n"
+    ) + code
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
@@ -108,7 +107,31 @@ def test_mailpit_environment_is_accepted_by_the_settings(
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["mailpit", "1025", "False", "False", "None"]
+    return result.stdout
+
+
+def test_mailpit_environment_is_accepted_by_the_settings(
+    project: Path, delivery: str, tmp_path: Path
+) -> None:
+    """`.env` as the README's Docker section makes it: .env.example with a generated API key."""
+    docker = (project / "README.md").read_text().split("## Running with Docker and Mailpit", 1)[1]
+    assert "API_KEYS" in docker.split("\n## ", 1)[0]
+    env_file = {**dotenv(project / ".env.example"), "API_KEYS": secrets.token_urlsafe(32)}
+    code = f"from {PACKAGE}.worker import CelerySettings\nCelerySettings()\n" if delivery == "celery" else ""
+
+    stdout = load_settings(project, env_file, tmp_path, code)
+
+    assert stdout.split() == ["mailpit", "1025", "False", "False", "None"]
+
+
+def test_compose_does_not_turn_dev_mode_on(project: Path, tmp_path: Path) -> None:
+    """DEV_MODE (which accepts the documentation's placeholder key) is for `.env` to set, not compose."""
+    for name, service in compose(project)["services"].items():
+        assert "DEV_MODE" not in service.get("environment", {}), name
+    with pytest.raises(AssertionError, match="API_KEYS: a key is a placeholder"):
+        load_settings(project, dotenv(project / ".env.example"), tmp_path)
+    dev_mode = {**dotenv(project / ".env.example"), "DEV_MODE": "true"}  # the developer's own choice
+    assert load_settings(project, dev_mode, tmp_path).split()[:2] == ["mailpit", "1025"]
 
 
 def test_every_dependency_is_awaited_healthy(project: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.mail import MailSettings
 from {{ cookiecutter.package_name }}.main import create_app
+from {{ cookiecutter.package_name }}.observability.logs import OWN_LOGGERS
 from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, upgrade
 
 {% if cookiecutter.delivery == "celery" -%}
@@ -60,6 +62,24 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def restored_log_levels() -> Iterator[None]:
+    """`create_app` sets log levels process-wide (LOG_LEVEL): each test starts from the same ones."""
+    loggers = [logging.getLogger(), *map(logging.getLogger, OWN_LOGGERS)]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common umask 022, under which files are created readable by every local user unless asked otherwise."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
 @pytest.fixture
 def smtp_server(ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
     """A STARTTLS + AUTH server; the MAIL_* environment points at it."""
@@ -102,6 +122,8 @@ def anyio_backend() -> str:
 
 
 API_KEY = "test-api-key-0123456789"
+LOCAL_PEER = ("127.0.0.1", 50000)
+"""The address requests of `service()` come from: this machine, like a developer's browser."""
 ROTATED_API_KEY = "rotated-api-key-9876543210"
 
 
@@ -111,7 +133,7 @@ def service(monkeypatch: pytest.MonkeyPatch, **env: str) -> TestClient:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     migrate(StoreSettings().database_url)
-    return TestClient(create_app(), base_url="http://localhost")
+    return TestClient(create_app(), base_url="http://localhost", client=LOCAL_PEER)
 
 
 def migrate(database_url: str) -> None:

@@ -24,11 +24,17 @@ class ServiceProcess:
     def __init__(self, log: Path, log_level: str = "warning", workers: int = 1, **env: str) -> None:
         self.port = free_port()
         self.log_level = log_level
-        """uvicorn's --log-level."""
+        """uvicorn's --log-level, and LOG_LEVEL unless `env` sets it (the service applies it once loaded)."""
         self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log
-        self._env = {**os.environ, "API_KEYS": API_KEY, "PYTHONPATH": os.pathsep.join(sys.path), **env}
+        self._env = {
+            **os.environ,
+            "API_KEYS": API_KEY,
+            "LOG_LEVEL": log_level.upper(),
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            **env,
+        }
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Self:

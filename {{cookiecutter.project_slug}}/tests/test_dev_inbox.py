@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import re
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -11,18 +15,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
 
+import httpx
 import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api.dev_inbox import message_file
-from {{ cookiecutter.package_name }}.devsmtp import DEV_PASSWORD, DEV_USERNAME, Received, start_dev_server, summary
+from {{ cookiecutter.package_name }}.cli import main as cli_main
+from {{ cookiecutter.package_name }}.devsmtp import (
+    DEV_PASSWORD,
+    DEV_USERNAME,
+    Received,
+    free_port,
+    start_dev_server,
+    summary,
+)
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings
 from {{ cookiecutter.package_name }}.notifications import Notification, to_message
 
-from .conftest import auth, service
+from .conftest import API_KEY, auth, service
 
 NOTIFICATION = {"to": ["alice@example.com"], "subject": "Your report", "body": "Hello <b>Alice</b>"}
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - what `dev` is asked to listen on, in these tests
 
 
 @pytest.fixture
@@ -271,6 +285,97 @@ def test_other_host_names_are_refused_against_dns_rebinding(inbox: TestClient, h
         response = inbox.get(route, headers={"Host": host})
         assert response.status_code == 403
         assert "localhost" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])
+def test_loopback_peers_are_served(inbox: TestClient, peer: str) -> None:
+    local = TestClient(inbox.app, base_url="http://localhost", client=(peer, 50000))
+    assert local.get("/dev/inbox/messages").status_code == 200
+
+
+@pytest.mark.parametrize("peer", ["192.0.2.7", "10.0.0.5", "2001:db8::7", "::ffff:192.0.2.7", "testclient"])
+def test_other_peers_are_refused_whatever_host_they_name(
+    inbox: TestClient, dev_smtp: Path, peer: str
+) -> None:
+    deliver()
+    [message_id] = stored_ids(dev_smtp)
+    remote = TestClient(inbox.app, base_url="http://localhost", client=(peer, 50000))
+    for route in routes(message_id):
+        for host in ("localhost", "127.0.0.1:8000"):
+            assert remote.get(route, headers={"Host": host}).status_code == 403
+
+
+@pytest.mark.parametrize("host", [EVERY_INTERFACE, "::", "192.0.2.7", "dev.example.com"])
+def test_dev_refuses_an_address_other_machines_reach_without_allow_remote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    folder = tmp_path / "dev-smtp"
+
+    assert cli_main(["dev", "--host", host, "--dir", str(folder)]) == 2
+
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: --host {host} ")
+    assert "--allow-remote" in line
+    assert not folder.exists()  # refused before anything started
+
+
+def outbound_address() -> str | None:
+    """This machine's IPv4 address towards the outside (no packet is sent); None without one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback else address
+
+
+def test_dev_with_allow_remote_warns_and_its_inbox_still_refuses_other_machines(tmp_path: Path) -> None:
+    """`dev --host 0.0.0.0 --allow-remote`, asked through this machine's own network address: the peer is
+    not loopback, as from another machine, and a `Host: localhost` header does not help."""
+    address = outbound_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback")
+    port = free_port()
+    log = tmp_path / "dev.log"
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "dev", "--host", EVERY_INTERFACE, "--allow-remote"]
+    command += ["--port", str(port), "--smtp-port", str(free_port()), "--dir", str(tmp_path / "dev-smtp")]
+    environment = {**os.environ, "API_KEYS": API_KEY, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                local = httpx.get(f"http://127.0.0.1:{port}/dev/inbox/messages", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        remote = httpx.get(
+            f"http://{address}:{port}/dev/inbox/messages", headers={"Host": "localhost"}, timeout=5
+        )
+        api = httpx.get(f"http://{address}:{port}/health", timeout=5)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    assert local.status_code == 200
+    assert remote.status_code == 403
+    assert api.status_code == 200  # the API itself is reachable, as asked
+    warning = [line for line in log.read_text().splitlines() if line.startswith("WARNING ")]
+    assert "other machines can reach this development service" in " ".join(warning)
+
+
+def test_the_inbox_and_the_ca_key_are_private(usual_umask: None, dev_smtp: Path) -> None:
+    """Folders 0700, messages and the CA key 0600, whatever the umask (see test_file_modes.py)."""
+    deliver()
+    [message] = (dev_smtp / "inbox").glob("*.eml")
+
+    paths = (dev_smtp, dev_smtp / "inbox", message, dev_smtp / "ca.key")
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in paths}
+    assert modes == {dev_smtp.name: 0o700, "inbox": 0o700, message.name: 0o600, "ca.key": 0o600}
 
 
 def test_the_console_line_escapes_terminal_control_characters() -> None:

@@ -184,6 +184,57 @@ def test_uvicorn_lines_are_json_too_and_its_access_lines_carry_the_request_id(
     assert access["message"].endswith('"GET /health/ready HTTP/1.1" 200')
 
 
+def test_a_debug_run_logs_no_body_subject_recipient_or_idempotency_key(
+    smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """LOG_LEVEL=DEBUG turns on the service's own debug lines, not the libraries' (aiosqlite logs every
+    statement with its parameters)."""
+    recipient, subject = "carol.private@example.net", "Statement 0193 for Carol"
+    key = f"key-{uuid.uuid4().hex}"
+    private = {"to": [recipient], "subject": subject, "body": BODY}
+    headers = {**auth(), "Idempotency-Key": key}
+    migrate(StoreSettings().database_url)
+    log = tmp_path / "service.log"
+{%- if cookiecutter.delivery == "celery" %}
+    worker_log = tmp_path / "worker.log"
+    queue = f"test-{uuid.uuid4().hex}"
+    with running_redis(tmp_path) as redis:
+        with worker_log.open("wb") as stream:
+            worker = subprocess.Popen(
+                worker_command("--pool", "solo", "--without-mingle", "--without-gossip"),
+                env=worker_environment(
+                    CELERY_BROKER_URL=redis.url,
+                    CELERY_QUEUE=queue,
+                    LOG_LEVEL="DEBUG",
+                    PYTHONWARNINGS=f"ignore:{ROOT_WARNING}",
+                ),
+                cwd=tmp_path,
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            with ServiceProcess(
+                log, log_level="debug", LOG_LEVEL="DEBUG", CELERY_BROKER_URL=redis.url, CELERY_QUEUE=queue
+            ) as process:
+                answer = httpx.post(f"{process.url}/notifications", json=private, headers=headers)
+                smtp_server.handler.wait_for(1, timeout=30)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=20)
+    output = log.read_text() + worker_log.read_text()
+{%- else %}
+    with ServiceProcess(log, log_level="debug", LOG_LEVEL="DEBUG") as process:
+        answer = httpx.post(f"{process.url}/notifications", json=private, headers=headers)
+        smtp_server.handler.wait_for(1)
+    output = log.read_text()
+{%- endif %}
+
+    assert answer.status_code == 202
+    assert f"DEBUG {PACKAGE}.mail.core.pool: opened an SMTP session" in output  # the service's debug lines
+    for value in (BODY, subject, recipient, key):
+        assert value not in output
+
+
 def test_a_bad_log_format_is_named_in_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,6 +12,14 @@ from pathlib import Path
 
 PROG = "python -m {{ cookiecutter.package_name }}"
 DEV_ONLY_MODULES = frozenset({"aiosmtpd", "trustme"})  # the dev SMTP server's, in the dev dependency group
+REMOTE_WARNING = """
+WARNING ***********************************************************************************************
+WARNING  `dev --host {host} --allow-remote`: other machines can reach this development service.
+WARNING  DEV_MODE is on: anyone who can connect may use the API with the keys of API_KEYS (the
+WARNING  documentation's placeholder key included), send notifications and read them back.
+WARNING  The dev inbox still answers only to this machine. Stop it when you are done.
+WARNING ***********************************************************************************************
+"""
 
 
 def dev_smtp(args: argparse.Namespace) -> int:
@@ -40,7 +48,17 @@ def dev(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .devsmtp import DEV_PASSWORD, DEV_USERNAME, start_dev_server
+    from .mail.core.settings import is_loopback
 
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            print(
+                f"error: --host {args.host} lets other machines use the API with the documentation's placeholder "
+                "key (DEV_MODE is on): use 127.0.0.1, or add --allow-remote if you mean it",
+                file=sys.stderr,
+            )
+            return 2
+        print(REMOTE_WARNING.format(host=args.host), file=sys.stderr, flush=True)
     controller = start_dev_server(args.dir, host="127.0.0.1", port=args.smtp_port)
     os.environ.update(
         MAIL_SERVER="127.0.0.1",
@@ -64,10 +82,11 @@ def dev(args: argparse.Namespace) -> int:
 
     stop_worker = start_dev_worker()  # the queue and a worker in this process: no broker to run
 {%- endif %}
+    local = args.host if is_loopback(args.host) else "127.0.0.1"  # the inbox answers only to this machine
     print(
         f"dev SMTP server on 127.0.0.1:{controller.port} (STARTTLS, login {DEV_USERNAME}/{DEV_PASSWORD}); "
-        f"inbox page http://{args.host}:{args.port}/dev/inbox; "
-        f"metrics http://{args.host}:{args.port}/metrics (Authorization: Bearer <a key of API_KEYS>)",
+        f"inbox page http://{local}:{args.port}/dev/inbox; "
+        f"metrics http://{local}:{args.port}/metrics (Authorization: Bearer <a key of API_KEYS>)",
         flush=True,
     )
     try:
@@ -206,7 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.set_defaults(handler=dkim_keygen)
 
     run_dev = commands.add_parser("dev", help="run the service with the embedded SMTP server and dev inbox")
-    run_dev.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
+    run_dev.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1, loopback)")
+    run_dev.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach (a development service with DEV_MODE on)",
+    )
     run_dev.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     run_dev.add_argument("--smtp-port", type=int, default=2525, help="SMTP port (default 2525)")
     run_dev.add_argument("--dir", type=Path, default=default_dir, help="CA and inbox folder")

@@ -8,6 +8,7 @@ as an `.eml` file in the inbox folder.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import time
@@ -94,15 +95,24 @@ def _over_tls(server: SMTP) -> bool:
     return server.transport is not None and server.transport.get_extra_info("sslcontext") is not None
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a new file `path` readable by its owner only (0600, whatever the umask)."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(data)
+
+
 def load_or_create_ca(directory: Path) -> trustme.CA:
-    """A CA kept in `directory` (ca.pem, ca.key) so clients can trust it across restarts."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """A CA kept in `directory` (ca.pem, ca.key) so clients can trust it across restarts.
+
+    The folder (which also holds the inbox) is created 0700, the key 0600.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     cert_file, key_file = directory / "ca.pem", directory / "ca.key"
     if cert_file.exists() and key_file.exists():
         return trustme.CA.from_pem(cert_file.read_bytes(), key_file.read_bytes())
     ca = trustme.CA(organization_name="Development SMTP CA")
-    key_file.write_bytes(ca.private_key_pem.bytes())
-    key_file.chmod(0o600)
+    key_file.unlink(missing_ok=True)  # a key without its certificate: replaced with the new CA's
+    write_private(key_file, ca.private_key_pem.bytes())
     cert_file.write_bytes(ca.cert_pem.bytes())
     return ca
 
@@ -158,10 +168,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def save_to_inbox(inbox: Path, received: Received) -> Path:
-    """Write `received` as `<time>-<random>.eml` in `inbox` and return the path."""
-    inbox.mkdir(parents=True, exist_ok=True)
+    """Write `received` as `<time>-<random>.eml` in `inbox` (created 0700; the file 0600) and return the path."""
+    inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = inbox / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-    path.write_bytes(received.data)
+    write_private(path, received.data)
     return path
 
 

@@ -38,6 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             app.state.store = store
             app.state.delivery = create_delivery(settings, store)
+{%- if cookiecutter.delivery == "celery" %}
+            app.state.readiness = health.Readiness({"store": store.ping, "broker": app.state.delivery.ping})
+{%- else %}
+            app.state.readiness = health.Readiness({"store": store.ping})
+{%- endif %}
             await app.state.delivery.start()
             try:
                 yield

@@ -103,6 +103,11 @@ _GMAIL_CONTEXT = re.compile(
 _URL_CREDENTIALS = re.compile(
     r"(?i)\b[a-z][a-z0-9+.-]{0,30}+://[^\s:/?#@\"'`<>]*+:(?P<password>[^\s/?#@\"'`<>]++)@[\w\[]"
 )
+# A local development database's well-known login (PostgreSQL's `postgres`/`postgres`, any driver) on a
+# loopback host: a developer's own machine, nothing to steal. The same login on any other host is a credential.
+_LOCAL_DEFAULT_DATABASE = re.compile(
+    r"(?i:postgres(?:ql)?(?:\+\w+)?)://postgres:postgres@(?i:localhost|127\.0\.0\.1|\[::1\])(?![\w.-])"
+)
 
 _PLACEHOLDER = re.compile(
     r"your[-_ .]|change[-_]?me|changeit|replace[-_]?me|placeholder|example|sample|dummy|fake|redacted"
@@ -280,6 +285,12 @@ class UrlCredentialsDetector(RegexBasedDetector):
 
     secret_type = URL_LABEL
     denylist = (_URL_CREDENTIALS,)
+
+    def analyze_string(self, string: str) -> Generator[str, None, None]:
+        """URL passwords, but not a local development database's default login on a loopback host."""
+        for match in _URL_CREDENTIALS.finditer(string):
+            if not _LOCAL_DEFAULT_DATABASE.match(string, match.start()):
+                yield match["password"]
 
 
 def is_harmless_value(secret: str, plugin: BasePlugin) -> bool:

@@ -3,7 +3,8 @@
 The messages are the `.eml` files `devsmtp.start_dev_server` writes to `<DEV_SMTP_DIR>/inbox`.
 The page polls `GET /dev/inbox/messages` with `If-None-Match`, so an unchanged inbox costs a
 directory listing and a 304. An email's HTML is served with a CSP that sandboxes it and forbids
-scripts, and the page shows it in an `<iframe sandbox>`.
+scripts, and the page shows it in an `<iframe sandbox>`. It answers only to this machine: a loopback
+peer address naming a local Host (the inbox holds every captured message, password-reset links included).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from ..mail.core.settings import is_loopback
 from .deps import SettingsDep, StoreDep
 
 STATIC = Path(__file__).parent / "static"
@@ -41,12 +43,15 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
 UNREADABLE = "(unreadable message: open the raw .eml)"
 
 
-async def local_host_only(host: Annotated[str, Header()] = "") -> None:
-    """Refuse a Host other than localhost, 127.0.0.1 or [::1] (DNS rebinding from a web page)."""
+async def local_only(request: Request, host: Annotated[str, Header()] = "") -> None:
+    """Refuse a peer on another machine, whatever Host it sends, and a Host other than localhost,
+    127.0.0.1 or [::1] (DNS rebinding from a web page)."""
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if name.lower() not in LOCAL_HOSTS:
+    peer = request.client.host if request.client else ""
+    if name.lower() not in LOCAL_HOSTS or not is_loopback(peer):
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "the dev inbox answers only to localhost, 127.0.0.1 or [::1]"
+            status.HTTP_403_FORBIDDEN,
+            "the dev inbox answers only to this machine, as localhost, 127.0.0.1 or [::1]",
         )
 
 
@@ -54,7 +59,7 @@ router = APIRouter(
     prefix="/dev/inbox",
     tags=["dev inbox"],
     include_in_schema=False,
-    dependencies=[Depends(local_host_only)],
+    dependencies=[Depends(local_only)],
 )
 
 

@@ -12,7 +12,10 @@ import contextlib
 import logging
 from datetime import datetime, timedelta
 
+import redis
 from celery import Celery
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..mail import load_settings
 from ..store import NotificationStore, StoreSettings, utcnow
@@ -45,6 +48,7 @@ class CeleryDelivery:
         """When this process last published each id (for DELIVERY_LEASE at most)."""
         self._to_publish: asyncio.Queue[str] = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
         self._tasks: list[asyncio.Task[None]] = []
+        self._redis = redis_pinger(str(app.conf.broker_url))
 
     async def start(self) -> None:
         """Start the publisher and the sweeper (which also publishes what an earlier process left queued)."""
@@ -92,10 +96,17 @@ class CeleryDelivery:
                 )
 
     async def ping(self) -> None:
-        """Raise unless the broker accepts a connection (within a few seconds)."""
+        """Raise unless the broker answers (within a few seconds).
+
+        A Redis broker answers PING on the one connection this process keeps for it (readiness probes
+        must not open a connection each); another broker (RabbitMQ) is connected to for each check.
+        """
         await asyncio.to_thread(self._ping)
 
     def _ping(self) -> None:
+        if self._redis is not None:
+            self._redis.ping()
+            return
         with self._app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=PING_TIMEOUT)
 
@@ -139,6 +150,21 @@ class CeleryDelivery:
         if waiting:
             await self._publish(waiting)
         await asyncio.to_thread(self._app.close)
+        if self._redis is not None:
+            self._redis.close()
+
+
+def redis_pinger(broker_url: str) -> redis.Redis | None:
+    """A client that PINGs a Redis broker over one kept connection (redis-py reconnects once the broker is
+    back); None for another broker."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return None
+    return redis.Redis.from_url(
+        broker_url,
+        socket_connect_timeout=PING_TIMEOUT,
+        socket_timeout=PING_TIMEOUT,
+        retry=Retry(NoBackoff(), 1),  # one retry: a connection the broker dropped is replaced at once
+    )
 
 
 def create_delivery(settings: DeliveryContext, store: NotificationStore) -> CeleryDelivery:

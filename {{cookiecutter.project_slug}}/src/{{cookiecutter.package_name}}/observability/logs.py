@@ -1,7 +1,10 @@
 """Logs: text or JSON lines on stderr, each naming the request and the notification it is about.
 
-Every process of the service (the API, workers, the CLI) calls `configure_logging`. The ids come
-from context variables: `api.request_id.RequestIdMiddleware` sets the request's, and the dispatcher
+Every process of the service (the API, workers, the CLI) calls `configure_logging`. LOG_LEVEL applies
+to the service's own loggers only (this package's and its server's); libraries log warnings and
+errors, whatever LOG_LEVEL says: at DEBUG, aiosqlite would log every statement with its parameters
+(bodies, subjects, recipients, Idempotency-Keys). The service's own debug lines name no body. The
+ids come from context variables: `api.request_id.RequestIdMiddleware` sets the request's, and the dispatcher
 sets both around each delivery (`log_context`), so every line logged meanwhile names them, the
 mailer's retries included.
 """
@@ -27,6 +30,12 @@ IDS = (("notification_id", NOTIFICATION_ID), ("request_id", REQUEST_ID))
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access")
 """Loggers uvicorn gives handlers of their own; their lines go through ours instead."""
+OWN_LOGGERS = (__name__.partition(".")[0], "uvicorn"{{ ', "celery"' if cookiecutter.delivery == "celery" else "" }})
+"""Loggers at LOG_LEVEL: this package's and its server's{{ " (uvicorn, Celery's worker)" if cookiecutter.delivery == "celery" else " (uvicorn)" }}, children included."""
+SERVER_CHILDREN = ("uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+"""Loggers uvicorn gives a level of their own (its --log-level); they follow LOG_LEVEL instead."""
+LIBRARY_LEVEL = logging.WARNING
+"""The level of every other logger: the libraries'."""
 
 
 class LogSettings(BaseSettings):
@@ -116,7 +125,8 @@ class StderrHandler(logging.StreamHandler[TextIO]):
 
 
 def configure_logging(settings: LogSettings) -> None:
-    """Log at LOG_LEVEL to stderr in LOG_FORMAT, uvicorn's lines included; calling it again replaces the setup."""
+    """Log to stderr in LOG_FORMAT: the service's own loggers (uvicorn's included) at LOG_LEVEL, libraries'
+    at WARNING; calling it again replaces the setup."""
     root = logging.getLogger()
     for previous in [handler for handler in root.handlers if isinstance(handler, StderrHandler)]:
         root.removeHandler(previous)
@@ -124,7 +134,11 @@ def configure_logging(settings: LogSettings) -> None:
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
     root.addHandler(handler)
-    root.setLevel(settings.log_level)
+    root.setLevel(LIBRARY_LEVEL)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level)
+    for name in SERVER_CHILDREN:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     for name in SERVER_LOGGERS:
         server_logger = logging.getLogger(name)
         server_logger.handlers.clear()

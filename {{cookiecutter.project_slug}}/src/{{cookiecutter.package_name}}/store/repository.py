@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
@@ -57,9 +59,14 @@ def utcnow() -> datetime:
 
 
 def open_engine(url: str) -> AsyncEngine:
-    """An engine for `url`; SQLite files get WAL journaling, so readers never wait for the writer."""
+    """An engine for `url`; SQLite files get WAL journaling, so readers never wait for the writer, and are
+    created readable by their owner only (they hold every body and recipient)."""
     engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-    if make_url(url).get_backend_name() == "sqlite":
+    database = make_url(url)
+    if database.get_backend_name() == "sqlite":
+        if database.database and database.database != ":memory:":
+            file = Path(database.database)
+            event.listen(engine.sync_engine, "do_connect", lambda *_: create_private(file))
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(connection: Any, _: object) -> None:
@@ -70,6 +77,12 @@ def open_engine(url: str) -> AsyncEngine:
             cursor.close()
 
     return engine
+
+
+def create_private(file: Path) -> None:
+    """Create `file` empty with mode 0600 unless it exists; SQLite gives its -wal and -shm files that mode too."""
+    with contextlib.suppress(FileExistsError, FileNotFoundError):  # no folder: SQLite will say so
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 class GroupCommit(Generic[T]):

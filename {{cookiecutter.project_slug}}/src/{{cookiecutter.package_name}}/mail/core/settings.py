@@ -181,10 +181,14 @@ class SmtpSettings(BaseSettings):
 
 
 def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses, where clear text never leaves the machine."""
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1, ::ffff:127.x from a dual-stack socket),
+    where clear text never leaves the machine."""
     if host.lower() in {"localhost", "localhost.localdomain"}:
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
