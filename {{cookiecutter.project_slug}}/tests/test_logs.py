@@ -91,7 +91,7 @@ def test_json_lines_of_a_retried_send_name_its_request_and_notification(
     lines = about(json_lines(output), notification_id)
     assert {line["request_id"] for line in lines} == {REQUEST_ID}
     messages = [(line["logger"].removeprefix(PACKAGE), line["level"], line["message"]) for line in lines]
-    queued = f"notification {notification_id} queued for 2 recipient(s)"
+    queued = f"notification {notification_id} queued for 2 recipient(s) of client default"
     assert (".api.notifications", "INFO", queued) in messages
     [retry] = [message for logger, level, message in messages if logger == ".mail.core.mailer"]
     assert retry.endswith("server replied 451 4.3.0 try again later; retry 1 of 1 in 0.00 s")  # the mailer's
