@@ -25,7 +25,7 @@ def sending_now(database_url: str) -> int:
     async def count() -> int:
         store = NotificationStore(open_engine(database_url))
         try:
-            return len(await store.page(Status.SENDING, limit=10_000))
+            return (await store.backlog()).counts[Status.SENDING]
         finally:
             await store.aclose()
 

@@ -173,6 +173,16 @@ def test_each_answer_to_a_new_notification_is_counted_by_outcome(
     assert value(after, "http_requests_total", method="GET", route="unmatched", status="404") >= 1
 
 
+def test_methods_outside_the_standard_set_share_one_label(client: TestClient) -> None:
+    for method in ("BREW", "PROPFIND", "X-ANY-TOKEN", "get"):
+        client.request(method, "/health")
+    samples = scrape(client)
+
+    methods = {dict(pairs)["method"] for name, pairs in samples if name == "http_requests_total"}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert sum(count for (name, pairs), count in samples.items() if ("method", "other") in pairs) >= 4
+
+
 def test_metrics_are_not_public(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers=auth("wrong-key-0123456789abc")).status_code == 401

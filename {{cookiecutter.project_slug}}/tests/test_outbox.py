@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.store import open_engine, upgrade
 from {{ cookiecutter.package_name }}.store.models import Base
 
-from .conftest import auth, service
+from .conftest import API_KEY, auth, service
 from .service_process import ServiceProcess
 from .smtp_server import PASSWORD, SmtpServer, running_server
 
@@ -28,12 +28,16 @@ NOTIFICATION = {"to": ["alice@example.com", "bob@example.org"], "subject": "Repo
 
 
 def wait_for_status(
-    client: TestClient | httpx.Client, notification_id: str, *wanted: str, timeout: float = 15
+    client: TestClient | httpx.Client,
+    notification_id: str,
+    *wanted: str,
+    timeout: float = 15,
+    key: str = API_KEY,
 ) -> dict[str, Any]:
-    """Poll GET /notifications/{id} until its status is one of `wanted`; return the answer."""
+    """Poll GET /notifications/{id} (as the client of `key`) until its status is one of `wanted`; return the answer."""
     deadline = time.monotonic() + timeout
     while True:
-        answer: dict[str, Any] = client.get(f"/notifications/{notification_id}", headers=auth()).json()
+        answer: dict[str, Any] = client.get(f"/notifications/{notification_id}", headers=auth(key)).json()
         if answer["status"] in wanted:
             return answer
         if time.monotonic() > deadline:
@@ -63,8 +67,8 @@ def test_migrate_command_creates_then_reports_the_store(
     assert cli_main(["migrate"]) == 0
     assert cli_main(["migrate"]) == 0
     first, second = capsys.readouterr().out.splitlines()
-    assert first == "notification store at revision 0002 (was empty)"
-    assert second == "notification store at revision 0002"
+    assert first == "notification store at revision 0003 (was empty)"
+    assert second == "notification store at revision 0003"
 
 
 def test_start_up_refuses_a_store_behind_the_code_in_one_line(
@@ -79,7 +83,7 @@ def test_start_up_refuses_a_store_behind_the_code_in_one_line(
     [line] = (tmp_path / "service.log").read_text().strip().splitlines()
     assert line.startswith("error: the notification store (")
     assert line.endswith(
-        "is empty, this code needs revision 0002: run `python -m {{ cookiecutter.package_name }} migrate` (make migrate)"
+        "is empty, this code needs revision 0003: run `python -m {{ cookiecutter.package_name }} migrate` (make migrate)"
     )
 
 

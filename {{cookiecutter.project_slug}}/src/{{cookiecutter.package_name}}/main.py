@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from . import SERVICE_NAME
 from .api import errors, health, metrics, notifications, status
+from .api.auth import Authenticator
 from .api.limits import RequestLimits
 from .api.request_id import RequestIdMiddleware
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
@@ -55,10 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.add_middleware(RequestLimits, settings=settings.api)
+    app.state.authenticator = authenticator = Authenticator(settings.api)
+    app.add_middleware(RequestLimits, settings=settings.api, authenticator=authenticator, openapi=app.openapi)
     if settings.metrics.enabled:
         app.add_middleware(HttpMetrics)  # outside RequestLimits: it also sees what that refuses
-    app.add_middleware(RequestIdMiddleware)  # outermost: the 401 and 413 of RequestLimits carry the id too
+    app.add_middleware(RequestIdMiddleware)  # outermost: RequestLimits' answers and 500s carry the id too
     errors.install(app)
     app.include_router(health.router)
     app.include_router(notifications.router)

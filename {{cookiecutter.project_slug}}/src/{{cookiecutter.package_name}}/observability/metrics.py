@@ -54,6 +54,8 @@ class MetricsSettings(BaseSettings):
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods labelled as themselves; any other token a server accepts is labelled `other`."""
 RECEIVED_OUTCOMES = ("queued", "idempotent_repeat", "invalid", "over_limit", "unauthorized", "error")
 DELIVERY_OUTCOMES = ("sent", "retried", "failed")
 
@@ -164,11 +166,16 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            method, route = scope["method"], route_template(scope)
+            method, route = method_label(scope["method"]), route_template(scope)
             self._m.http_requests.labels(method, route, str(status)).inc()
             self._m.http_duration.labels(method, route).observe(time.perf_counter() - started)
             if route == "/notifications" and method == "POST":
                 self._m.received.labels(received_outcome(status, scope)).inc()
+
+
+def method_label(method: str) -> str:
+    """`method` if it is one of HTTP_METHODS, else "other" (a label value must come from a fixed set)."""
+    return method if method in HTTP_METHODS else "other"
 
 
 def route_template(scope: Scope) -> str:
