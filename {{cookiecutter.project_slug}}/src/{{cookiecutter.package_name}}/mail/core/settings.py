@@ -15,9 +15,10 @@ from functools import cached_property
 from typing import Any
 
 from pydantic import EmailStr, Field, FilePath, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from .headers import HeaderText
+from .loading import EnvSettings
 
 __all__ = ["IMPLICIT_TLS_PORTS", "STARTTLS_PORTS", "SmtpSettings", "is_loopback"]
 
@@ -26,7 +27,7 @@ IMPLICIT_TLS_PORTS = frozenset({465, 2465})
 MISMATCH_ESCAPE = "(MAIL_ALLOW_PORT_MISMATCH=true if your server really does this)"
 
 
-class SmtpSettings(BaseSettings):
+class SmtpSettings(EnvSettings):
     """The SMTP server, TLS, the sender, timeouts, the session pool and retries (`MAIL_*` variables).
 
     Read from the environment and `.env` in the working directory; another file with
@@ -35,10 +36,6 @@ class SmtpSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="MAIL_",
-        env_file=".env",
-        env_ignore_empty=True,
-        extra="ignore",
-        frozen=True,
         hide_input_in_errors=True,  # a ValidationError's text must not carry MAIL_PASSWORD
     )
 
