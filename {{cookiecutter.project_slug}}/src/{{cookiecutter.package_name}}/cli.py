@@ -153,7 +153,7 @@ def check_mail(args: argparse.Namespace) -> int:
 
 
 def dkim_keygen(args: argparse.Namespace) -> int:
-    """Write a new DKIM private key (mode 0600) and print the DNS record to publish."""
+    """Write a new DKIM private key (mode 0600) and print the DNS record to publish, and how to sign with it."""
     from .mail.signing.dkim import DkimSigner, generate_key, private_pem
 
     if args.out.exists():
@@ -169,6 +169,12 @@ def dkim_keygen(args: argparse.Namespace) -> int:
     print(
         f"then set MAIL_DKIM_DOMAIN={args.domain} MAIL_DKIM_SELECTOR={args.selector} "
         f"MAIL_DKIM_PRIVATE_KEY_FILE={args.out}"
+    )
+    other = "ed25519" if args.algorithm == "rsa" else "rsa"
+    print(
+        f"or, to sign with both algorithms (receivers that do not know Ed25519 verify the RSA signature), "
+        f"make a {other} key too (--algorithm {other}) and list both, in the same order: "
+        f"MAIL_DKIM_SELECTOR={args.selector},<its selector> MAIL_DKIM_PRIVATE_KEY_FILE={args.out},<its file>"
     )
     return 0
 

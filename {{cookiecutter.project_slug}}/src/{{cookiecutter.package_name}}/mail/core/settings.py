@@ -10,8 +10,12 @@ the TLS mode) is checked here, when the settings load.
 from __future__ import annotations
 
 import ipaddress
+import os
+import shlex
 import ssl
+import stat
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import EmailStr, Field, FilePath, model_validator
@@ -20,7 +24,7 @@ from pydantic_settings import SettingsConfigDict
 from .headers import HeaderText
 from .loading import EnvSettings
 
-__all__ = ["IMPLICIT_TLS_PORTS", "STARTTLS_PORTS", "SmtpSettings", "is_loopback"]
+__all__ = ["IMPLICIT_TLS_PORTS", "STARTTLS_PORTS", "SmtpSettings", "is_loopback", "key_file_warning"]
 
 STARTTLS_PORTS = frozenset({587, 2587})
 IMPLICIT_TLS_PORTS = frozenset({465, 2465})
@@ -185,3 +189,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def key_file_warning(variable: str, path: Path) -> str | None:
+    """A warning when the private-key file `path` (set by `variable`) can be read by its group or other users."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:  # a file that cannot be read is a problem of its own, reported where it is loaded
+        return None
+    if os.name != "posix" or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    who = "other users of this machine" if mode & stat.S_IROTH else "its group"
+    return (
+        f"{variable}={path} holds a private key and can be read by {who} (mode {mode:04o}): "
+        f"chmod 600 {shlex.quote(str(path))}"
+    )
