@@ -52,6 +52,7 @@ class Problem(StrEnum):
     OAUTH_CONSENT_MISSING = "oauth_consent_missing"
     OAUTH_GRANT_INVALID = "oauth_grant_invalid"
     OAUTH_TOKEN_REFUSED = "oauth_token_refused"  # noqa: S105 - a problem class, not a secret
+    OAUTH_ENDPOINT_UNTRUSTED = "oauth_endpoint_untrusted"
 
     @property
     def exit_code(self) -> int:
@@ -88,6 +89,7 @@ _EXIT_CODES = {
     Problem.OAUTH_CONSENT_MISSING: 42,
     Problem.OAUTH_GRANT_INVALID: 43,
     Problem.OAUTH_TOKEN_REFUSED: 44,
+    Problem.OAUTH_ENDPOINT_UNTRUSTED: 45,
 }
 
 
