@@ -142,7 +142,7 @@ def purge(args: argparse.Namespace) -> int:
 
 
 def check_mail(args: argparse.Namespace) -> int:
-    """Connect, negotiate TLS and log in (never send); print one diagnosis."""
+    """Connect, negotiate TLS, log in and offer MAIL_FROM (never send); print one diagnosis, warnings on stderr."""
     from .mail.doctor.report import check_mail as diagnose
 
     report = diagnose(deliverability=args.deliverability)
@@ -192,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         "purge", help="delete old notifications now (BODY_RETENTION, ROW_RETENTION)"
     ).set_defaults(handler=purge)
 
-    check = commands.add_parser("check-mail", help="check that SMTP connect, TLS and login work")
+    check = commands.add_parser(
+        "check-mail", help="check that SMTP connect, TLS, login and the sender work (never sends)"
+    )
     check.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     check.add_argument(
         "--deliverability",
