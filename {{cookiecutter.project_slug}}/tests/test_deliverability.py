@@ -335,3 +335,17 @@ def test_cli_text_names_each_record_and_exits_40_for_a_record_to_fix(
     assert "SPF      PROBLEM: bare-mail.com has no SPF record" in result.stdout
     assert "fix: publish TXT _dmarc.bare-mail.com" in result.stdout
     assert result.returncode == 50
+
+
+@pytest.mark.parametrize(("from_address", "exit_code"), [("a@bare-mail.com", 50), ("a@good-mail.com", 51)])
+def test_cli_json_exit_code_is_the_process_exit_code(
+    dns: str, smtp_server: SmtpServer, from_address: str, exit_code: int
+) -> None:
+    """A record to fix exits 50; DNS lookups that fail (a resolver that never answers) exit 51."""
+    with silent_dns_server() as silent:
+        resolver = dns if exit_code == 50 else silent
+        env = {**smtp_server.env(), "MAIL_FROM": from_address, "MAIL_TIMEOUT": "2"}
+        result = run_check(resolver, "--json", **env)
+    report = json.loads(result.stdout)
+    assert report["problem"] == "ok"
+    assert (result.returncode, report["exit_code"]) == (exit_code, exit_code)
