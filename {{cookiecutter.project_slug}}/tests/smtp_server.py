@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,10 @@ class FaultyHandler(StoringHandler):
     `data_replies`: replies to the next DATA commands instead of accepting, e.g. "451 4.3.0 try later".
     `refused`: recipients answered "550 5.1.1 unknown mailbox" at RCPT.
     `rcpt_replies`: replies to the next RCPTs of an address, e.g. {"bob@example.org": ["452 4.5.3 too many"]}.
+    `owned`: the senders the login may use (None: any); another is refused at MAIL FROM as Postfix's
+    `reject_sender_login_mismatch` does ("553 5.7.1 <...>: Sender address rejected: not owned by user ...").
+    `relay_needs_login`: refuse RCPT from a client that did not log in, as Postfix's
+    `smtpd_relay_restrictions = permit_sasl_authenticated, reject` does ("554 5.7.1 ... Client host rejected").
     `delay`: seconds to stall before answering each DATA.
     `connections`: the server side of every client connection, in the order they said EHLO.
     `logins`: each AUTH attempt as (mechanism, accepted).
@@ -37,6 +42,8 @@ class FaultyHandler(StoringHandler):
         self.data_replies: list[str] = []
         self.refused: set[str] = set()
         self.rcpt_replies: dict[str, list[str]] = {}
+        self.owned: set[str] | None = None
+        self.relay_needs_login = False
         self.delay = 0.0
         self.connections: list[SMTP] = []
         self.logins: list[tuple[str, bool]] = []
@@ -77,9 +84,20 @@ class FaultyHandler(StoringHandler):
             server.loop.call_soon_threadsafe(drop)
             closed.wait(5.0)
 
+    async def handle_MAIL(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self.owned is not None and address not in self.owned:
+            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {USERNAME}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        if self.relay_needs_login and not session.authenticated:
+            return "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied"
         if address in self.refused:
             return "550 5.1.1 unknown mailbox"
         with self._lock:
@@ -146,9 +164,12 @@ class SmtpServer:
 
 @contextmanager
 def running_server(
-    ca: trustme.CA, ca_file: Path, tls: TlsMode = "starttls", port: int = 0
+    ca: trustme.CA, ca_file: Path, tls: TlsMode = "starttls", port: int = 0, *, auth_required: bool = True
 ) -> Iterator[SmtpServer]:
-    """Run a server on `port` (default: a free loopback port) for the duration of the block."""
+    """Run a server on `port` (default: a free loopback port) for the duration of the block.
+
+    It offers AUTH; with `auth_required=False` a client that does not log in may go on to MAIL FROM.
+    """
     handler = FaultyHandler()
     controller = start_server(
         handler,
@@ -168,10 +189,37 @@ def running_server(
         return result
 
     controller.SMTP_kwargs["authenticator"] = counting
+    controller.SMTP_kwargs["auth_required"] = auth_required
     try:
         yield SmtpServer(handler, controller.port, ca_file, tls)
     finally:
         controller.stop()
+
+
+@contextmanager
+def commands_read() -> Iterator[list[str]]:
+    """The verb of every command line the test servers read during the block, in order ("EHLO", "MAIL", ...).
+
+    From aiosmtpd's own log of each line it reads as a command (never a message's lines): what
+    crossed the wire, whatever the handler's hooks see.
+    """
+    verbs: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = record.args[1] if record.msg == "%r >> %r" and isinstance(record.args, tuple) else None
+            if isinstance(line, bytes):
+                verbs.append(line.split(b" ", 1)[0].decode("ascii", "replace").upper())
+
+    log = logging.getLogger("mail.log")
+    level, recorder = log.level, Recorder()
+    log.addHandler(recorder)
+    log.setLevel(logging.INFO)
+    try:
+        yield verbs
+    finally:
+        log.removeHandler(recorder)
+        log.setLevel(level)
 
 
 class CramMd5Handler(FaultyHandler):

@@ -13,10 +13,16 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from {{ cookiecutter.package_name }}.api.auth import Authenticator
-from {{ cookiecutter.package_name }}.mail import SettingsError
+from {{ cookiecutter.package_name }}.delivery.settings import DeliverySettings
+from {{ cookiecutter.package_name }}.mail import MailSettings, SettingsError
+from {{ cookiecutter.package_name }}.mail.core.loading import EnvSettings
+from {{ cookiecutter.package_name }}.observability.logs import LogSettings
+from {{ cookiecutter.package_name }}.observability.metrics import MetricsSettings
 from {{ cookiecutter.package_name }}.settings import MIN_API_KEY_BITS, ApiKey, ApiSettings, Settings, estimated_bits
+from {{ cookiecutter.package_name }}.store import StoreSettings
 
 from .smtp_server import PASSWORD, SmtpServer
+from .test_docs import settings_models
 
 API_KEY = "a-valid-api-key-0123"
 ALPHA_KEY = "alpha-key-7Hq2xW9pLm4Rt8Zc"
@@ -35,6 +41,61 @@ def test_env_file_is_read_and_the_environment_wins(
     assert [key.secret.get_secret_value() for key in settings.api.api_keys] == [API_KEY]
     assert settings.api.max_recipients == 9
     assert settings.mail.from_name == "From Env File"
+
+
+def test_an_empty_variable_means_the_default_even_when_env_file_sets_one(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Exported empty (`VAR=`, or compose's `${VAR}` of an unset variable), a variable hides .env's value."""
+    in_env_file = {
+        "MAX_RECIPIENTS": "7",
+        "MAIL_FROM_NAME": "From Env File",
+        "MAIL_TIMEOUT": "3",
+        "LOG_LEVEL": "DEBUG",
+        "DATABASE_URL": "sqlite+aiosqlite:///other.db",
+        "DELIVERY_LEASE": "30",
+        "METRICS_ENABLED": "false",
+    }
+    lines = [
+        f"API_KEYS={API_KEY}",
+        "MAIL_OAUTH_PROVIDER=",
+        *(f"{name}={value}" for name, value in in_env_file.items()),
+    ]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    for name in in_env_file:
+        monkeypatch.setenv(name, "")
+
+    settings = Settings.from_env()
+
+    defaults = {
+        "MAX_RECIPIENTS": ApiSettings.model_fields["max_recipients"].default,
+        "MAIL_FROM_NAME": MailSettings.model_fields["from_name"].default,
+        "MAIL_TIMEOUT": MailSettings.model_fields["timeout"].default,
+        "LOG_LEVEL": LogSettings.model_fields["log_level"].default,
+        "DATABASE_URL": StoreSettings.model_fields["database_url"].default,
+        "DELIVERY_LEASE": DeliverySettings.model_fields["lease"].default,
+        "METRICS_ENABLED": MetricsSettings.model_fields["enabled"].default,
+    }
+    loaded = {
+        "MAX_RECIPIENTS": settings.api.max_recipients,
+        "MAIL_FROM_NAME": settings.mail.from_name,
+        "MAIL_TIMEOUT": settings.mail.timeout,
+        "LOG_LEVEL": settings.logs.log_level,
+        "DATABASE_URL": settings.store.database_url,
+        "DELIVERY_LEASE": settings.delivery.lease,
+        "METRICS_ENABLED": settings.metrics.enabled,
+    }
+    assert loaded == defaults
+    assert settings.mail.oauth_provider is None  # an empty line in .env is no setting either
+    monkeypatch.delenv("MAX_RECIPIENTS")  # unset, the .env value counts again
+    assert Settings.from_env().api.max_recipients == 7
+
+
+def test_every_settings_class_reads_the_environment_alike() -> None:
+    """Each one is an `EnvSettings`, so an empty variable means the same thing for every variable."""
+    for model in settings_models():
+        assert issubclass(model, EnvSettings), model
+        assert not model.model_config.get("env_ignore_empty"), model
 
 
 def test_api_keys_are_comma_separated_for_rotation(

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from .delivery.settings import DeliverySettings
 from .mail import MailSettings, SettingsError
-from .mail.core.loading import SettingsT, describe_errors
+from .mail.core.loading import EnvSettings, SettingsT, describe_errors
 from .observability.logs import LogSettings
 from .observability.metrics import MetricsSettings, multiprocess_dir_problem
 from .store import StoreSettings
@@ -83,16 +83,11 @@ def estimated_bits(key: str) -> float:
     return length * math.log2(high)
 
 
-class RecipientLimit(BaseSettings):
+class RecipientLimit(EnvSettings):
     """The most recipients of one notification: the API refuses more{% if cookiecutter.delivery == "celery" %}, a Celery worker's time limit counts them{% endif %}."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_ignore_empty=True,
-        extra="ignore",
-        frozen=True,
-        hide_input_in_errors=True,  # a ValidationError's text must not carry API_KEYS
-    )
+    # a ValidationError's text must not carry API_KEYS
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
 
     max_recipients: int = Field(
         default=50, ge=1, le=1000, description="Most recipients (to + cc) in one notification."

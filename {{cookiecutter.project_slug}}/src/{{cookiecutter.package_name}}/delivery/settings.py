@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ..mail.core.loading import EnvSettings
 
 HOUR = 3600
 DAY = 24 * HOUR
 
 
-class DeliverySettings(BaseSettings):
+class DeliverySettings(EnvSettings):
     """How the delivery core claims and retries notifications, from `DELIVERY_*` variables."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="DELIVERY_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_")
 
     lease: float = Field(
         default=60.0,

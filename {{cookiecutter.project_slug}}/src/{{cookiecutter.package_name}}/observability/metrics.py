@@ -20,8 +20,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..mail.core.loading import EnvSettings
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 """The folder shared by every process of the service, or None: this process's own registry."""
@@ -38,12 +40,10 @@ if MULTIPROCESS_DIR is not None:  # before any metric is made
     values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 
-class MetricsSettings(BaseSettings):
+class MetricsSettings(EnvSettings):
     """Whether the service counts and serves metrics, from METRICS_* variables (and `.env`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="METRICS_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="METRICS_")
 
     enabled: bool = Field(
         default=True,

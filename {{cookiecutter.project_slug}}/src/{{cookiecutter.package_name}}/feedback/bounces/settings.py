@@ -9,8 +9,9 @@ from functools import cached_property
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from ...mail.core.loading import EnvSettings
 from ...mail.core.settings import is_loopback
 
 __all__ = ["BounceSettings", "ImapMailbox", "parse_imap_url"]
@@ -72,21 +73,15 @@ def parse_imap_url(url: str) -> ImapMailbox:
     )
 
 
-class BounceSettings(BaseSettings):
+class BounceSettings(EnvSettings):
     """The VERP bounce domain and the IMAP mailbox the bounces are read from (`BOUNCE_*` variables).
 
     Each part works alone: VERP without a mailbox (bounces read elsewhere), a mailbox without VERP
     (bounces matched by the returned Message-ID, as with providers that keep their own envelope sender).
     """
 
-    model_config = SettingsConfigDict(
-        env_prefix="BOUNCE_",
-        env_file=".env",
-        env_ignore_empty=True,
-        extra="ignore",
-        frozen=True,
-        hide_input_in_errors=True,  # a ValidationError's text must not carry BOUNCE_IMAP_PASSWORD
-    )
+    # a ValidationError's text must not carry BOUNCE_IMAP_PASSWORD
+    model_config = SettingsConfigDict(env_prefix="BOUNCE_", hide_input_in_errors=True)
 
     domain: str | None = Field(
         default=None,
