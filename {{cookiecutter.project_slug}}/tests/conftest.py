@@ -35,6 +35,7 @@ SERVICE_VARIABLE_PREFIXES = (
     "BODY_RETENTION",
     "ROW_RETENTION",
     "ALLOWED_",
+    "WEBHOOK_",
 {%- if cookiecutter.delivery == "celery" %}
     "CELERY_",
 {%- endif %}
