@@ -16,11 +16,15 @@ import trustme
 from fastapi import FastAPI
 
 from {{ cookiecutter.package_name }}.api import webhooks as route
+from {{ cookiecutter.package_name }}.api.auth import Authenticator
+from {{ cookiecutter.package_name }}.api.limits import RequestLimits
 from {{ cookiecutter.package_name }}.feedback.events import DeliveryEvent, EventType
 from {{ cookiecutter.package_name }}.feedback.webhooks import Webhooks, WebhookSettings, tracking_headers
 from {{ cookiecutter.package_name }}.mail import SettingsError
 from {{ cookiecutter.package_name }}.mail.core.loading import load_settings
+from {{ cookiecutter.package_name }}.settings import ApiSettings
 
+from .conftest import API_KEY
 from .sns_server import SnsServer, running_sns
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +43,8 @@ def sns() -> Iterator[SnsServer]:
 async def app(
     sns: SnsServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[httpx.AsyncClient, list[DeliveryEvent]]]:
-    """The route on an app whose sink collects the events; Mailgun and Postmark are configured."""
+    """The route on an app whose sink collects the events, behind the service's RequestLimits (body size and
+    time limits, keys on authenticated paths); Mailgun and Postmark are configured."""
     monkeypatch.setenv("WEBHOOK_MAILGUN_SIGNING_KEY", SIGNING_KEY)
     monkeypatch.setenv("WEBHOOK_POSTMARK_USERNAME", "postmark")
     monkeypatch.setenv("WEBHOOK_POSTMARK_PASSWORD", POSTMARK_PASSWORD)
@@ -48,7 +53,12 @@ async def app(
     async def sink(events: Sequence[DeliveryEvent]) -> None:
         collected.extend(events)
 
+    monkeypatch.setenv("API_KEYS", API_KEY)
+    api = ApiSettings()
     application = FastAPI()
+    application.add_middleware(
+        RequestLimits, settings=api, authenticator=Authenticator(api), openapi=application.openapi
+    )
     application.include_router(route.router)
     async with sns.client() as sns_client:
         application.state.webhooks = Webhooks(WebhookSettings(), sns_client)
@@ -183,3 +193,15 @@ def test_a_notification_id_no_provider_can_carry_is_refused() -> None:
         tracking_headers("mailgun", "a b", WebhookSettings())
     assert tracking_headers("office365", "n1", WebhookSettings()) == {}
     assert tracking_headers(None, "n1", WebhookSettings()) == {}
+
+
+async def test_no_api_key_is_asked_and_the_request_size_limit_holds(
+    app: tuple[httpx.AsyncClient, list[DeliveryEvent]],
+) -> None:
+    """Providers send no bearer key; RequestLimits still bounds the body (MAX_REQUEST_BYTES)."""
+    client, _ = app
+    limit = ApiSettings().max_request_bytes
+    response = await client.post("/webhooks/mailgun", content=b"x" * (limit + 1))
+    assert response.status_code == 413
+    response = await client.post("/webhooks/mailgun", json=mailgun_body())
+    assert response.status_code == 200

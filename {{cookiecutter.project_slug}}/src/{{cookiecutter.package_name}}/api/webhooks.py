@@ -41,6 +41,14 @@ router = APIRouter(tags=["webhooks"])
 
 @router.post(
     "/webhooks/{provider}",
+    # The body is read raw (signatures cover its exact bytes); declared, so RequestLimits lets it in.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The provider's own event format (JSON; SNS sends it as text/plain).",
+            "content": {"application/json": {"schema": {}}, "text/plain": {"schema": {}}},
+        }
+    },
     responses={
         200: {"description": "Verified: `events` is how many delivery events it carried."},
         400: {"description": "Verified, but not in the provider's format."},
