@@ -37,6 +37,7 @@ SERVICE_VARIABLE_PREFIXES = (
     "ROW_RETENTION",
     "ALLOWED_",
     "BOUNCE_",
+    "WEBHOOK_",
 {%- if cookiecutter.delivery == "celery" %}
     "CELERY_",
 {%- endif %}
