@@ -1,11 +1,20 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
 from .models import NotificationRecord, Status
-from .repository import Backlog, IdempotencyKeyReusedError, NotificationStore, Outcome, open_engine, utcnow
+from .repository import (
+    OUTCOME_UNKNOWN,
+    Backlog,
+    IdempotencyKeyReusedError,
+    NotificationStore,
+    Outcome,
+    open_engine,
+    utcnow,
+)
 from .schema import SchemaError, check_schema, upgrade
 from .settings import StoreSettings
 
 __all__ = [
+    "OUTCOME_UNKNOWN",
     "Backlog",
     "IdempotencyKeyReusedError",
     "NotificationRecord",
