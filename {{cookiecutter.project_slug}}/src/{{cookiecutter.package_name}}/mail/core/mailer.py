@@ -115,8 +115,9 @@ class SmtpMailer:
 
         Retries happen inside this call (up to MAIL_MAX_RETRIES, with backoff). A closed mailer
         raises `MailerClosedError`, a `MailError` too. `recipients` limits the envelope to some of
-        the message's addresses (e.g. those a server deferred); by default it holds every To, Cc
-        and Bcc address. A `Message-ID` in `message.headers` is kept (the same on every attempt).
+        the message's addresses (e.g. those a server deferred; the result names them as given); by
+        default it holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept
+        (the same on every attempt).
         """
         self._ensure_open()
         self._in_flight += 1
@@ -229,8 +230,11 @@ class SmtpMailer:
     def _result(
         self, envelope: Envelope, refused: Mapping[str, aiosmtplib.SMTPResponse], attempts: int, reply: str
     ) -> DeliveryResult:
-        refusals = {address: printable(f"{reply.code} {reply.message}") for address, reply in refused.items()}
-        accepted = tuple(address for address in envelope.recipients if address not in refusals)
+        refusals = {
+            envelope.given(address): printable(f"{reply.code} {reply.message}")
+            for address, reply in refused.items()
+        }
+        accepted = tuple(envelope.given(address) for address in envelope.recipients if address not in refused)
         if refusals:
             logger.warning(
                 "%s: the server refused %s; accepted %d other recipient(s)",
