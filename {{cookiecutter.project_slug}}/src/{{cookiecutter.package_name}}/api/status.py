@@ -21,10 +21,18 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 class Attempt(BaseModel):
-    """One attempt to send: when, and what the server answered."""
+    """One attempt to send: when, what the server answered, and how it ended."""
 
     at: datetime
     reply: str
+    outcome: str | None = Field(
+        default=None,
+        description=(
+            "The status the attempt led to (`sent`, `retrying`, `failed`), or `outcome_unknown`: the message went "
+            "out but no reply came, so the server may have accepted it (it is sent once more, with the same "
+            "Message-ID, unless DELIVERY_RETRY_UNKNOWN_OUTCOME=false). None for attempts recorded before outcomes were."
+        ),
+    )
 
 
 class NotificationStatus(BaseModel):

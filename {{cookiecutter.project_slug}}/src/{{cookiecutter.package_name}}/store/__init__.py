@@ -2,6 +2,7 @@
 
 from .models import NotificationRecord, Status
 from .repository import (
+    OUTCOME_UNKNOWN,
     Added,
     Backlog,
     ClientNotifications,
@@ -15,6 +16,7 @@ from .schema import SchemaError, check_schema, upgrade
 from .settings import StoreSettings
 
 __all__ = [
+    "OUTCOME_UNKNOWN",
     "Added",
     "Backlog",
     "ClientNotifications",

@@ -53,7 +53,8 @@ class NotificationRecord(Base):
     attempt to send it.
 
     `pending` lists the recipients still to send to (all of them at first; later only those a
-    server refused with a 4xx reply). `attempts` is a list of `{"at", "reply", "recipients"}`.
+    server refused with a 4xx reply). `attempts` is a list of `{"at", "reply", "outcome"}`: the
+    outcome is the status the attempt led to, or `outcome_unknown` (no reply to the message that went out).
     """
 
     __tablename__ = "notifications"

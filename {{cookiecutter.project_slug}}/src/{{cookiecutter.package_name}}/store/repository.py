@@ -21,6 +21,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from .models import NotificationRecord, Status
 
 __all__ = [
+    "OUTCOME_UNKNOWN",
     "Added",
     "Backlog",
     "ClientNotifications",
@@ -36,6 +37,9 @@ WriteLock: TypeAlias = asyncio.Lock | contextlib.nullcontext[None]
 """SQLite: this process's writes take turns; PostgreSQL: none needed."""
 CLAIMABLE = (Status.QUEUED, Status.RETRYING)
 FINISHED = (Status.SENT, Status.FAILED)
+OUTCOME_UNKNOWN = "outcome_unknown"
+"""The `outcome` of an attempt whose message went out but got no reply: the server may have accepted it, or not.
+(Every other attempt's `outcome` is the status it led to.)"""
 
 
 class IdempotencyKeyReusedError(ValueError):
@@ -54,6 +58,8 @@ class Outcome:
     """The recipients still to send to; None: those of this attempt."""
     next_attempt_at: datetime | None = None
     error: str | None = None
+    unknown: bool = False
+    """The message went out but no reply came: the attempt is recorded as OUTCOME_UNKNOWN."""
 
 
 @dataclass(frozen=True)
@@ -249,10 +255,22 @@ class NotificationStore:
         until = utcnow() + timedelta(seconds=lease)
         return await self._outcomes.submit((claimed.id, claimed.lease_token, {"lease_until": until}))
 
+    async def note_unknown_outcome(self, claimed: NotificationRecord, reply: str) -> bool:
+        """Note the attempt running on `claimed` as OUTCOME_UNKNOWN before it ends (its message went out, no reply
+        yet): what it stays should this process end first; `record` replaces it. False if the lease was lost."""
+        attempt = {"at": utcnow().isoformat(), "reply": reply, "outcome": OUTCOME_UNKNOWN}
+        return await self._outcomes.submit(
+            (claimed.id, claimed.lease_token, {"attempts": [*claimed.attempts, attempt]})
+        )
+
     async def record(self, claimed: NotificationRecord, outcome: Outcome) -> bool:
         """Record `outcome` of the attempt on `claimed`; False if its lease was lost meanwhile."""
         now = utcnow()
-        attempt = {"at": now.isoformat(), "reply": outcome.reply}
+        attempt = {
+            "at": now.isoformat(),
+            "reply": outcome.reply,
+            "outcome": OUTCOME_UNKNOWN if outcome.unknown else str(outcome.status),
+        }
         refused = {**claimed.refused, **(outcome.refused or {})}
         for address in outcome.accepted:
             refused.pop(address, None)
