@@ -24,6 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package_name }}.devsmtp import free_port
+from {{ cookiecutter.package_name }}.observability.metrics import received_outcome
 from {{ cookiecutter.package_name }}.store import StoreSettings
 
 {% if cookiecutter.delivery == "celery" -%}
@@ -346,3 +347,12 @@ def send_until_both_workers_counted(folder: Path, tmp_path: Path) -> tuple[int, 
                 lambda now: value(now, "notifications_delivery_outcomes_total", outcome="sent") >= len(ids),
             )
     return len(ids), samples
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(202, "queued"), (422, "invalid"), (401, "unauthorized"), (429, "unauthorized"), (413, "over_limit"),
+     (408, "over_limit"), (503, "over_limit"), (500, "error")],
+)
+def test_each_refusal_of_a_post_counts_as_what_it_is(status: int, outcome: str) -> None:
+    assert received_outcome(status, {"type": "http"}) == outcome

@@ -67,7 +67,7 @@ class Instruments:
         self.received = Counter(
             "notifications_received",
             "POST /notifications by outcome: queued, idempotent_repeat, or rejected as invalid (422), "
-            "over_limit (413, 408), unauthorized (401), error (5xx).",
+            "over_limit (413, 408, 503), unauthorized (401, 429), error (other 5xx).",
             ["outcome"],
         )
         self.attempts = Counter(
@@ -195,9 +195,9 @@ def received_outcome(status: int, scope: Scope) -> str:
     if status < 300:
         outcome = scope.get("state", {}).get("notification_outcome")
         return outcome if outcome in RECEIVED_OUTCOMES else "queued"
-    if status in (401, 403):
+    if status in (401, 403, 429):  # 429: the address failed to authenticate too often
         return "unauthorized"
-    if status in (408, 413):
+    if status in (408, 413, 503):  # 503: the bodies in flight are capped
         return "over_limit"
     return "error" if status >= 500 else "invalid"
 
