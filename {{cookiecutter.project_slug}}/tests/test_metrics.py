@@ -216,7 +216,8 @@ def test_disabled_metrics_have_no_route_and_count_nothing(
 def test_backlog_gauges_show_what_waits_and_for_how_long(
     database_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    smtp_server.handler.delay = 5.0  # the first end of DATA is held long enough to be seen, however busy the machine
+    # The first end of DATA is held long enough to be seen, even on a busy machine.
+    smtp_server.handler.delay = 5.0
     with service(monkeypatch, DELIVERY_CONCURRENCY="1", MAIL_POOL_SIZE="1") as client:
         before = scrape(client)
         ids = [post(client, GOOD) for _ in range(3)]
@@ -352,8 +353,16 @@ def send_until_both_workers_counted(folder: Path, tmp_path: Path) -> tuple[int, 
 
 @pytest.mark.parametrize(
     ("status", "outcome"),
-    [(202, "queued"), (422, "invalid"), (401, "unauthorized"), (429, "unauthorized"), (413, "over_limit"),
-     (408, "over_limit"), (503, "over_limit"), (500, "error")],
+    [
+        (202, "queued"),
+        (422, "invalid"),
+        (401, "unauthorized"),
+        (429, "unauthorized"),
+        (413, "over_limit"),
+        (408, "over_limit"),
+        (503, "over_limit"),
+        (500, "error"),
+    ],
 )
 def test_each_refusal_of_a_post_counts_as_what_it_is(status: int, outcome: str) -> None:
     assert received_outcome(status, {"type": "http"}) == outcome
