@@ -54,8 +54,17 @@ class MetricsSettings(BaseSettings):
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
-RECEIVED_OUTCOMES = ("queued", "idempotent_repeat", "invalid", "over_limit", "unauthorized", "error")
+RECEIVED_OUTCOMES = (
+    "queued",
+    "idempotent_repeat",
+    "invalid",
+    "over_limit",
+    "unauthorized",
+    "rate_limited",
+    "error",
+)
 DELIVERY_OUTCOMES = ("sent", "retried", "failed")
+HOLD_REASONS = ("message_rate", "recipient_rate", "pace", "throttle", "quota")
 
 
 class Instruments:
@@ -65,7 +74,7 @@ class Instruments:
         self.received = Counter(
             "notifications_received",
             "POST /notifications by outcome: queued, idempotent_repeat, or rejected as invalid (422), "
-            "over_limit (413, 408), unauthorized (401), error (5xx).",
+            "over_limit (413, 408), unauthorized (401), rate_limited (429), error (5xx).",
             ["outcome"],
         )
         self.attempts = Counter(
@@ -111,10 +120,36 @@ class Instruments:
             ["method", "route"],
             buckets=HTTP_BUCKETS,
         )
+        self.held = Counter(
+            "notifications_held",
+            "Messages held back instead of sent, by reason: message_rate (MAIL_RATE_LIMIT), recipient_rate "
+            "(MAIL_RECIPIENT_RATE_LIMIT), pace (slowed down after throttling), throttle (a throttling reply), "
+            "quota (a spent quota).",
+            ["reason"],
+        )
+        self.pace = Gauge(
+            "smtp_pace_messages_per_second",
+            "Messages per second the processes allow themselves to the server after throttling replies "
+            "(summed over processes; 0: not slowed down).",
+            ["server"],
+            multiprocess_mode="livesum",
+        )
+        self.throttle_replies = Counter(
+            "smtp_throttle_replies",
+            "Throttling replies from the server, by what they ask: rate, connections, quota.",
+            ["server", "kind"],
+        )
+        self.api_rate_limited = Counter(
+            "api_rate_limited",
+            "Requests refused with 429 over API_RATE_LIMIT, by the key's fingerprint (never the key).",
+            ["key"],
+        )
         for outcome in RECEIVED_OUTCOMES:  # present from the start, so rate() sees the first one
             self.received.labels(outcome)
         for outcome in DELIVERY_OUTCOMES:
             self.outcomes.labels(outcome)
+        for reason in HOLD_REASONS:
+            self.held.labels(reason)
 
 
 _instruments: list[Instruments] = []
@@ -192,6 +227,8 @@ def received_outcome(status: int, scope: Scope) -> str:
         return "unauthorized"
     if status in (408, 413):
         return "over_limit"
+    if status == 429:
+        return "rate_limited"
     return "error" if status >= 500 else "invalid"
 
 

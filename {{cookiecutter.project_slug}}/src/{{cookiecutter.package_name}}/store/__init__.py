@@ -1,6 +1,7 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
 from .models import NotificationRecord, Status
+from .rate_limits import RateLimitHit
 from .repository import Backlog, IdempotencyKeyReusedError, NotificationStore, Outcome, open_engine, utcnow
 from .schema import SchemaError, check_schema, upgrade
 from .settings import StoreSettings
@@ -11,6 +12,7 @@ __all__ = [
     "NotificationRecord",
     "NotificationStore",
     "Outcome",
+    "RateLimitHit",
     "SchemaError",
     "Status",
     "StoreSettings",
