@@ -1,4 +1,4 @@
-"""Processes that take from shared limits at the same moment, as uvicorn and Celery workers do.
+"""Processes that take from shared limits at the same moment, as the service's worker processes do.
 
 Each runs `take_in_process` in a fresh interpreter (spawn), with its own event loop, connections and
 storage, and reports what it was admitted.
@@ -42,7 +42,7 @@ def take_in_process(
 {%- if cookiecutter.delivery == "celery" %}
         storage = shared_storage(engine, redis_url)
 {%- else %}
-        assert redis_url is None, "Redis is the broker's, in the celery render"
+        assert redis_url is None, "limits are counted in Redis only when it is the broker"
         storage = shared_storage(engine)
 {%- endif %}
         limiter = SendLimiter(
