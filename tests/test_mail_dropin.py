@@ -33,7 +33,15 @@ from .conftest import load_module
 
 PACKAGE = "oscis_mail_service"
 SECTION = "## Adding the mail module to an existing app"
-CORE_IMPORTS = {"fastapi_mail", "aiosmtplib", "pydantic", "pydantic_settings", "cryptography", "httpx"}
+CORE_IMPORTS = {
+    "fastapi_mail",
+    "aiosmtplib",
+    "pydantic",
+    "pydantic_settings",
+    "cryptography",
+    "httpx",
+    "idna",
+}
 FEATURE_IMPORTS = {  # a feature's package, and the only modules that may import it
     "authlib": {"signin/oauth.py"},
     "dkim": {"signing/dkim.py", "doctor/deliverability/records.py"},

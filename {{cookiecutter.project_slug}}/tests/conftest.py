@@ -20,6 +20,7 @@ from {{ cookiecutter.package_name }}.store import StoreSettings, open_engine, up
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import celery_tasks, celery_worker  # noqa: F401 - fixtures: a real worker serves every test
 {% endif -%}
+from .dovecot import DovecotServer, dovecot_binary, running_dovecot
 from .postgres import PostgresServer, postgres_bin, running_postgres
 from .smtp_server import SmtpServer, running_server
 
@@ -35,6 +36,8 @@ SERVICE_VARIABLE_PREFIXES = (
     "BODY_RETENTION",
     "ROW_RETENTION",
     "ALLOWED_",
+    "BOUNCE_",
+    "WEBHOOK_",
 {%- if cookiecutter.delivery == "celery" %}
     "CELERY_",
 {%- endif %}
@@ -101,6 +104,16 @@ def postgres() -> Iterator[PostgresServer]:
     if binaries is None:
         pytest.skip("PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql)")
     with running_postgres(binaries) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot(ca: trustme.CA) -> Iterator[DovecotServer]:
+    """A Dovecot IMAP server (implicit TLS, certificate from `ca`) for the session; skipped, saying why,
+    when Dovecot is not installed."""
+    if dovecot_binary() is None:
+        pytest.skip("Dovecot is not installed (Debian/Ubuntu: apt-get install dovecot-imapd)")
+    with running_dovecot(ca) as server:
         yield server
 
 

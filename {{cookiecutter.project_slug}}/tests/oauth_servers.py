@@ -4,7 +4,8 @@
 and Google's OAuth2 server do: client credentials with a client secret (form or Basic) or a
 certificate-signed client assertion (with `x5t`), the JWT-bearer grant of a Google service
 account (signed with the key file's private key, `sub` = the mailbox), and the refresh-token
-grant. It issues random tokens that expire after `lifetime` seconds and counts the requests.
+grant. It issues random tokens that expire after `lifetime` seconds and counts the requests. Given a
+server TLS context it speaks HTTPS (`https://localhost:<port>`), as real endpoints do.
 `running_oauth_smtp` is a STARTTLS server that offers only `AUTH XOAUTH2` and accepts a token
 only if the endpoint issued it for that user and it has not expired or been revoked.
 """
@@ -15,6 +16,7 @@ import base64
 import datetime
 import json
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -229,8 +231,12 @@ def _error(status: int, error: str, description: str) -> tuple[int, dict[str, An
 
 
 @contextmanager
-def running_token_endpoint() -> Iterator[TokenEndpoint]:
-    """A token endpoint on a free loopback port for the duration of the block."""
+def running_token_endpoint(tls: ssl.SSLContext | None = None) -> Iterator[TokenEndpoint]:
+    """A token endpoint on a free loopback port for the duration of the block; over HTTPS with `tls`.
+
+    With `tls`, a client that does not trust the certificate fails the handshake: no request reaches
+    the endpoint (`requests` stays empty).
+    """
     endpoint = TokenEndpoint()
 
     class Handler(BaseHTTPRequestHandler):
@@ -253,6 +259,9 @@ def running_token_endpoint() -> Iterator[TokenEndpoint]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     endpoint.url = f"http://127.0.0.1:{server.server_address[1]}"
+    if tls is not None:  # a failed handshake is dropped by the server loop (an OSError from accept)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        endpoint.url = f"https://localhost:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

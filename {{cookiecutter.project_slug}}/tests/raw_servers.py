@@ -85,6 +85,10 @@ def hang_up(connection: socket.socket) -> None:
     connection.shutdown(socket.SHUT_RDWR)
 
 
+ACCEPTING = ("220 x\r\n", "250 x\r\n", "250 2.1.0 ok\r\n", "250 2.1.5 ok\r\n", "250 2.0.0 ok\r\n")
+"""A plain server's greeting and its answers to EHLO, MAIL FROM, RCPT TO and RSET: the probe's whole dialogue."""
+
+
 def smtp_script(greeting: str, *replies: str) -> Script:
     """Sends `greeting`, answers each line the client sends with the next reply, then goes quiet.
 

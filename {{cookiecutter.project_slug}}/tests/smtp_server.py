@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import trustme
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from {{ cookiecutter.package_name }}.devsmtp import Received, StoringHandler, TlsMode, server_tls_context, start_server
@@ -26,7 +28,15 @@ class FaultyHandler(StoringHandler):
     `data_replies`: replies to the next DATA commands instead of accepting, e.g. "451 4.3.0 try later".
     `refused`: recipients answered "550 5.1.1 unknown mailbox" at RCPT.
     `rcpt_replies`: replies to the next RCPTs of an address, e.g. {"bob@example.org": ["452 4.5.3 too many"]}.
-    `delay`: seconds to stall before answering each DATA.
+    `owned`: the senders the login may use (None: any); another is refused at MAIL FROM as Postfix's
+    `reject_sender_login_mismatch` does ("553 5.7.1 <...>: Sender address rejected: not owned by user ...").
+    `relay_needs_login`: refuse RCPT from a client that did not log in, as Postfix's
+    `smtpd_relay_restrictions = permit_sasl_authenticated, reject` does ("554 5.7.1 ... Client host rejected").
+    `delay`: seconds to stall before answering each DATA (a client that leaves meanwhile leaves nothing).
+    `data_faults`: what happens to the next messages instead, once each has been received up to its final
+    ".": "drop" cuts the connection without a reply, "stall" never replies (until the client leaves); neither
+    keeps the message, as Postfix keeps none whose end of DATA it did not answer.
+    `held`: how many messages wait for the reply to their end of DATA right now (`wait_held`).
     `connections`: the server side of every client connection, in the order they said EHLO.
     `logins`: each AUTH attempt as (mechanism, accepted).
     `ehlo_names`: the name each EHLO gave.
@@ -37,7 +47,11 @@ class FaultyHandler(StoringHandler):
         self.data_replies: list[str] = []
         self.refused: set[str] = set()
         self.rcpt_replies: dict[str, list[str]] = {}
+        self.owned: set[str] | None = None
+        self.relay_needs_login = False
         self.delay = 0.0
+        self.data_faults: list[str] = []
+        self.held = 0
         self.connections: list[SMTP] = []
         self.logins: list[tuple[str, bool]] = []
         self.ehlo_names: list[str] = []
@@ -77,9 +91,20 @@ class FaultyHandler(StoringHandler):
             server.loop.call_soon_threadsafe(drop)
             closed.wait(5.0)
 
+    async def handle_MAIL(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self.owned is not None and address not in self.owned:
+            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {USERNAME}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        if self.relay_needs_login and not session.authenticated:
+            return "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied"
         if address in self.refused:
             return "550 5.1.1 unknown mailbox"
         with self._lock:
@@ -91,13 +116,31 @@ class FaultyHandler(StoringHandler):
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        with self._arrived:
+            fault = self.data_faults.pop(0) if self.data_faults else None
+            self.held += 1
+            self._arrived.notify_all()
+        try:
+            if fault == "drop" and isinstance(server.transport, asyncio.Transport):
+                server.transport.abort()  # aiosmtpd then cancels this handler: no reply, nothing kept
+            if fault is not None:
+                await asyncio.Event().wait()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            with self._lock:
+                self.held -= 1
         with self._lock:
             reply = self.data_replies.pop(0) if self.data_replies else None
         if reply is not None:
             return reply
         return await super().handle_DATA(server, session, envelope)
+
+    def wait_held(self, count: int, timeout: float = 10.0) -> None:
+        """Block until at least `count` messages wait for the reply to their end of DATA."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.held >= count, timeout):
+                raise AssertionError(f"expected {count} messages held at the end of DATA, got {self.held}")
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Block until at least `count` messages arrived; return them."""
@@ -114,12 +157,27 @@ class FaultyHandler(StoringHandler):
 class SmtpServer:
     """A running test server and what a client needs to reach it."""
 
-    def __init__(self, handler: FaultyHandler, port: int, ca_file: Path, tls: TlsMode) -> None:
+    def __init__(
+        self,
+        handler: FaultyHandler,
+        port: int,
+        ca_file: Path,
+        tls: TlsMode,
+        restart: Callable[[float], None] | None = None,
+    ) -> None:
         self.handler = handler
         self.host = "127.0.0.1"
         self.port = port
         self.ca_file = ca_file
         self.tls = tls
+        self._restart = restart
+
+    def restart(self, pause: float) -> None:
+        """Stop as `postfix stop` does (every connection cut, no message kept unanswered), wait `pause` seconds,
+        start again on the same port with the same handler (what arrived stays in `received`)."""
+        if self._restart is None:
+            raise RuntimeError("only a server of running_server() restarts")
+        self._restart(pause)
 
     @property
     def received(self) -> list[Received]:
@@ -146,32 +204,79 @@ class SmtpServer:
 
 @contextmanager
 def running_server(
-    ca: trustme.CA, ca_file: Path, tls: TlsMode = "starttls", port: int = 0
+    ca: trustme.CA,
+    ca_file: Path,
+    tls: TlsMode = "starttls",
+    port: int = 0,
+    *,
+    auth_required: bool = True,
+    smtputf8: bool = True,
 ) -> Iterator[SmtpServer]:
-    """Run a server on `port` (default: a free loopback port) for the duration of the block."""
+    """Run a server on `port` (default: a free loopback port) for the duration of the block.
+
+    It offers AUTH; with `auth_required=False` a client that does not log in may go on to MAIL FROM.
+    `smtputf8`: advertise SMTPUTF8 (aiosmtpd then takes UTF-8 addresses); without it, it refuses them.
+    """
     handler = FaultyHandler()
-    controller = start_server(
-        handler,
-        host="127.0.0.1",
-        port=port,
-        tls=tls,
-        tls_context=None if tls == "plain" else server_tls_context(ca, "localhost", "127.0.0.1"),
-        users={USERNAME: PASSWORD},
-    )
-    authenticate = controller.SMTP_kwargs["authenticator"]
+    tls_context = None if tls == "plain" else server_tls_context(ca, "localhost", "127.0.0.1")
 
-    def counting(
-        server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        result: AuthResult = authenticate(server, session, envelope, mechanism, auth_data)
-        handler.logins.append((mechanism, result.success))
-        return result
+    def start(port: int) -> Controller:
+        controller = start_server(
+            handler, host="127.0.0.1", port=port, tls=tls, tls_context=tls_context, users={USERNAME: PASSWORD}
+        )
+        authenticate = controller.SMTP_kwargs["authenticator"]
 
-    controller.SMTP_kwargs["authenticator"] = counting
+        def counting(
+            server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+        ) -> AuthResult:
+            result: AuthResult = authenticate(server, session, envelope, mechanism, auth_data)
+            handler.logins.append((mechanism, result.success))
+            return result
+
+        controller.SMTP_kwargs["authenticator"] = counting
+        controller.SMTP_kwargs["auth_required"] = auth_required
+        controller.SMTP_kwargs["enable_SMTPUTF8"] = smtputf8
+        return controller
+
+    running = [start(port)]
+    bound = running[0].port
+
+    def restart(pause: float) -> None:
+        handler.drop_connections()
+        running[0].stop()
+        time.sleep(pause)
+        running[0] = start(bound)
+
     try:
-        yield SmtpServer(handler, controller.port, ca_file, tls)
+        yield SmtpServer(handler, bound, ca_file, tls, restart)
     finally:
-        controller.stop()
+        running[0].stop()
+
+
+@contextmanager
+def commands_read() -> Iterator[list[str]]:
+    """The verb of every command line the test servers read during the block, in order ("EHLO", "MAIL", ...).
+
+    From aiosmtpd's own log of each line it reads as a command (never a message's lines): what
+    crossed the wire, whatever the handler's hooks see.
+    """
+    verbs: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = record.args[1] if record.msg == "%r >> %r" and isinstance(record.args, tuple) else None
+            if isinstance(line, bytes):
+                verbs.append(line.split(b" ", 1)[0].decode("ascii", "replace").upper())
+
+    log = logging.getLogger("mail.log")
+    level, recorder = log.level, Recorder()
+    log.addHandler(recorder)
+    log.setLevel(logging.INFO)
+    try:
+        yield verbs
+    finally:
+        log.removeHandler(recorder)
+        log.setLevel(level)
 
 
 class CramMd5Handler(FaultyHandler):

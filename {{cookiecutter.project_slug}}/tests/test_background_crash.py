@@ -1,4 +1,5 @@
-"""In-process delivery survives a SIGKILL of the service: 200 of 200 delivered after a restart on the same store."""
+"""In-process delivery survives a SIGKILL of the service (200 of 200 delivered after a restart on the same store),
+and a stop while the server holds a message neither loses it nor sends it a third time."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from {{ cookiecutter.package_name }}.store import NotificationStore, Status, open_engine
+from {{ cookiecutter.package_name }}.store import NotificationRecord, NotificationStore, Status, StoreSettings, open_engine
 
-from .conftest import auth, migrate
+from .conftest import auth, migrate, service
 from .service_process import ServiceProcess
 from .smtp_server import SmtpServer
 from .test_outbox import NOTIFICATION, wait_for_status
@@ -25,11 +27,26 @@ def sending_now(database_url: str) -> int:
     async def count() -> int:
         store = NotificationStore(open_engine(database_url))
         try:
-            return len(await store.page(Status.SENDING, limit=10_000))
+            return (await store.backlog()).counts[Status.SENDING]
         finally:
             await store.aclose()
 
     return asyncio.run(count())
+
+
+def stored(database_url: str, notification_id: str) -> NotificationRecord:
+    """The record of `notification_id` in the store at `database_url`."""
+
+    async def get() -> NotificationRecord | None:
+        store = NotificationStore(open_engine(database_url))
+        try:
+            return await store.get(notification_id)
+        finally:
+            await store.aclose()
+
+    record = asyncio.run(get())
+    assert record is not None
+    return record
 
 
 def test_a_killed_service_loses_nothing_and_duplicates_at_most_its_sends_in_flight(
@@ -63,3 +80,64 @@ def test_a_killed_service_loses_nothing_and_duplicates_at_most_its_sends_in_flig
     assert delivered_before < 200
     assert statuses == {"sent"}
     assert duplicates <= in_flight
+
+
+def test_a_stop_while_the_server_holds_a_message_waits_for_its_reply(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp_server.handler.delay = 1.5  # the server answers the end of DATA 1.5 s after it
+    with service(monkeypatch, DELIVERY_SHUTDOWN_TIMEOUT="0.1") as client:
+        notification_id = client.post("/notifications", json=NOTIFICATION, headers=auth()).json()["id"]
+        smtp_server.handler.wait_held(1)
+
+    record = stored(StoreSettings().database_url, notification_id)
+    assert record.status == Status.SENT
+    assert [attempt["outcome"] for attempt in record.attempts] == ["sent"]
+    assert len(smtp_server.received) == 1
+    assert "the server holds the message of 1 send(s); waiting for its reply" in caplog.text
+
+
+@pytest.mark.parametrize(("retry", "status", "copies"), [("true", "sent", 1), ("false", "failed", 0)])
+def test_a_process_ending_while_the_server_holds_a_message_leaves_an_unknown_outcome(
+    smtp_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    retry: str,
+    status: str,
+    copies: int,
+) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    migrate(database_url)
+
+    def process() -> ServiceProcess:
+        return ServiceProcess(
+            tmp_path / "service.log",
+            DELIVERY_LEASE="2",
+            DELIVERY_SHUTDOWN_TIMEOUT="0.1",
+            DELIVERY_POLL_INTERVAL="0.2",
+            DELIVERY_RETRY_UNKNOWN_OUTCOME=retry,
+        )
+
+    smtp_server.handler.delay = 60  # the server holds the message longer than the process lives
+    first = process().start()
+    with httpx.Client(base_url=first.url, headers=auth()) as client:
+        notification_id = client.post("/notifications", json=NOTIFICATION).json()["id"]
+    smtp_server.handler.wait_held(1)
+    assert first.process is not None
+    first.process.terminate()  # SIGTERM: the dispatcher notes the held attempt, then waits for the reply
+    deadline = time.monotonic() + 15
+    while not stored(database_url, notification_id).attempts:
+        assert time.monotonic() < deadline, "the held attempt was not noted in the store"
+        time.sleep(0.1)
+    first.kill()  # and the process ends before the reply came
+    smtp_server.handler.delay = 0
+
+    with (
+        process() as second,
+        httpx.Client(base_url=second.url, headers=auth()) as client,
+    ):
+        answer = wait_for_status(client, notification_id, status, timeout=30)
+
+    assert [attempt["outcome"] for attempt in answer["attempts"]] == ["outcome_unknown", status]
+    assert len(smtp_server.received) == copies

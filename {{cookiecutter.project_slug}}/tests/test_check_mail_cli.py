@@ -18,7 +18,7 @@ import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }}.mail.doctor.diagnosis import Problem
 
 from .raw_servers import listening, silent
-from .smtp_server import PASSWORD, SmtpServer, cram_md5_only_server, running_server
+from .smtp_server import PASSWORD, SmtpServer, commands_read, cram_md5_only_server, running_server
 
 # aiosmtpd cannot tell that an implicit-TLS session is encrypted; the test server is meant to be so.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -88,9 +88,12 @@ def test_ok_prints_one_line_then_the_rate_limits_and_exits_0(
     smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
 ) -> None:
     env = smtp_server.env() | {"MAIL_RATE_LIMIT": "30/minute, 2000/day"}
-    output = assert_one_diagnosis(check_mail(tmp_path, env), Problem.OK, 5, startup_seconds)
+    with commands_read() as dialogue:
+        output = assert_one_diagnosis(check_mail(tmp_path, env), Problem.OK, 5, startup_seconds)
     line, *limits = output.splitlines()
     assert line.startswith(f"OK: localhost:{smtp_server.port} accepted the connection, STARTTLS and login")
+    assert "takes mail from noreply@example.com" in line
+    assert dialogue == ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "RSET", "QUIT"]  # never DATA
     assert limits == [
         "rate limits, for every process together:",
         "  MAIL_RATE_LIMIT: 30/minute, 2000/day (from MAIL_RATE_LIMIT)",
@@ -98,6 +101,40 @@ def test_ok_prints_one_line_then_the_rate_limits_and_exits_0(
         "  API_RATE_LIMIT: none (API_RATE_LIMIT unset)",
     ]
     assert smtp_server.received == []
+
+
+@pytest.fixture
+def login_optional_server(ca: trustme.CA, ca_file: Path) -> Iterator[SmtpServer]:
+    """Offers AUTH, but lets a client that does not log in go on to MAIL FROM."""
+    with running_server(ca, ca_file, auth_required=False) as server:
+        yield server
+
+
+def test_a_relay_refused_without_login_exits_62_and_json_says_so(
+    login_optional_server: SmtpServer, tmp_path: Path, startup_seconds: float
+) -> None:
+    """The false OK of issue 20: MAIL_USE_CREDENTIALS=false, and Postfix refuses every message at RCPT."""
+    login_optional_server.handler.relay_needs_login = True
+    env = login_optional_server.env() | {"MAIL_USE_CREDENTIALS": "false"}
+    with commands_read() as dialogue:
+        run = check_mail(tmp_path, env, "--json")
+    report = json.loads(assert_one_diagnosis(run, Problem.RELAY_REFUSED, 5, startup_seconds))
+    assert (report["problem"], report["exit_code"], run.exit_code) == ("relay_refused", 62, 62)
+    assert "554 5.7.1" in report["message"]
+    assert "MAIL_USE_CREDENTIALS=true" in report["fix"]
+    assert "DATA" not in dialogue
+    assert login_optional_server.received == []
+
+
+def test_no_login_where_the_server_offers_one_is_ok_with_a_warning_on_stderr(
+    login_optional_server: SmtpServer, tmp_path: Path
+) -> None:
+    run = check_mail(tmp_path, login_optional_server.env() | {"MAIL_USE_CREDENTIALS": "false"})
+    assert run.exit_code == 0, run
+    assert run.stdout.startswith("OK: ")
+    [warning] = run.stderr.splitlines()
+    assert warning.startswith(f"warning: localhost:{login_optional_server.port} offers login (AUTH ")
+    assert "MAIL_USE_CREDENTIALS=false" in warning
 
 
 def test_wrong_password_is_diagnosed_without_showing_either_password(

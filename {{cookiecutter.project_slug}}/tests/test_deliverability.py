@@ -26,8 +26,10 @@ from .smtp_server import SmtpServer
 SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
 KEY = generate_key("ed25519")
 OTHER_KEY = generate_key("ed25519")
+RSA_KEY = generate_key("rsa")
 GOOD_RECORD = DkimSigner("good-mail.com", "s1", KEY).dns_record()
 OTHER_RECORD = DkimSigner("good-mail.com", "s1", OTHER_KEY).dns_record()
+RSA_RECORD = DkimSigner("two-mail.com", "rsa1", RSA_KEY).dns_record()
 
 ZONE: dict[str, list[tuple[str, str]]] = {
     "sendgrid.net": [("TXT", "v=spf1 ip4:167.89.0.0/17 ~all")],
@@ -60,6 +62,8 @@ ZONE: dict[str, list[tuple[str, str]]] = {
     "sub.own-mail.com": [("TXT", "v=spf1 ip4:192.0.2.0/24 -all")],
     "s1._domainkey.own-mail.com": [("TXT", GOOD_RECORD)],
     "failing-mail.com": [("SERVFAIL", "")],
+    # two-mail.com signs with an RSA and an Ed25519 key, but published only the RSA one
+    "rsa1._domainkey.two-mail.com": [("TXT", RSA_RECORD)],
     # over 512 bytes: truncated over UDP, fetched again over TCP
     "big-mail.com": [
         (
@@ -170,6 +174,27 @@ def test_dkim_key_of_another_private_key_does_not_verify(dns: str, key_file: Pat
     assert dkim.status is Status.PROBLEM
     assert "does not verify a message signed with the private key in use" in dkim.message
     assert GOOD_RECORD in dkim.fix
+
+
+def test_each_signing_key_s_record_is_checked(
+    dns: str, key_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    rsa_file = tmp_path_factory.mktemp("rsa") / "rsa.pem"
+    rsa_file.write_bytes(private_pem(RSA_KEY))
+    keys = {"dkim_selector": "rsa1,ed1", "dkim_private_key_file": f"{rsa_file},{key_file}"}
+    verdicts = check_deliverability(settings(dns, "a@two-mail.com", dkim_domain="two-mail.com", **keys))
+    rsa1, ed1 = (each for each in verdicts if each.record == "DKIM")
+    assert rsa1 == Verdict(
+        "DKIM", Status.OK, "rsa1._domainkey.two-mail.com publishes the key this service signs with"
+    )
+    assert (ed1.status, ed1.message) == (
+        Status.PROBLEM,
+        "no DKIM key is published at ed1._domainkey.two-mail.com",
+    )
+    assert (
+        ed1.fix
+        == f'publish TXT ed1._domainkey.two-mail.com "{DkimSigner("two-mail.com", "ed1", KEY).dns_record()}"'
+    )
 
 
 def test_without_signing_an_own_mta_is_warned(dns: str) -> None:
@@ -310,3 +335,17 @@ def test_cli_text_names_each_record_and_exits_40_for_a_record_to_fix(
     assert "SPF      PROBLEM: bare-mail.com has no SPF record" in result.stdout
     assert "fix: publish TXT _dmarc.bare-mail.com" in result.stdout
     assert result.returncode == 50
+
+
+@pytest.mark.parametrize(("from_address", "exit_code"), [("a@bare-mail.com", 50), ("a@good-mail.com", 51)])
+def test_cli_json_exit_code_is_the_process_exit_code(
+    dns: str, smtp_server: SmtpServer, from_address: str, exit_code: int
+) -> None:
+    """A record to fix exits 50; DNS lookups that fail (a resolver that never answers) exit 51."""
+    with silent_dns_server() as silent:
+        resolver = dns if exit_code == 50 else silent
+        env = {**smtp_server.env(), "MAIL_FROM": from_address, "MAIL_TIMEOUT": "2"}
+        result = run_check(resolver, "--json", **env)
+    report = json.loads(result.stdout)
+    assert report["problem"] == "ok"
+    assert (result.returncode, report["exit_code"]) == (exit_code, exit_code)

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings
 
 import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }}.mail.core.loading import env_name
+from {{ cookiecutter.package_name }}.mail.doctor.deliverability.verdict import Status, Verdict, deliverability_exit_code
 from {{ cookiecutter.package_name }}.mail.doctor.diagnosis import Problem
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -104,8 +105,35 @@ def test_every_settings_model_is_found() -> None:
     assert {"MailSettings", "ApiSettings"} <= names
 
 
-def test_readme_lists_every_check_mail_exit_code() -> None:
+def exit_code_table() -> str:
+    """The README's table of check-mail's exit codes."""
     readme = (PROJECT / "README.md").read_text()
-    table = readme.split("| exit code |", 1)[1].split("\n\n", 1)[0]
-    listed = {int(number) for number in re.findall(r"(?<![\w-])(\d{1,2})(?![\w-])", table)}
-    assert {problem.exit_code for problem in Problem} <= listed
+    return readme.split("| exit code |", 1)[1].split("\n\n", 1)[0]
+
+
+def deliverability_code(status: Status) -> int:
+    """The exit code of a `--deliverability` check whose worst verdict is `status`."""
+    return deliverability_exit_code([Verdict("SPF", Status.OK, ""), Verdict("DMARC", status, "")])
+
+
+def test_readme_exit_code_table_is_each_problem_s_code() -> None:
+    """Each problem once, by the name `--json` gives it, with its code: no code missing, wrong or made up."""
+    table = exit_code_table()
+    rows = re.findall(r"^\| (\d+) \| `([a-z_]+)`", table, re.MULTILINE)  # | 0 | `ok`: ...
+    inline = re.findall(r"`([a-z_]+)` (\d+)\b", table)  # reaching the server: `dns_failure` 10, ...
+    listed = [(name, int(code)) for code, name in rows] + [(name, int(code)) for name, code in inline]
+    assert sorted(listed) == sorted((problem.value, problem.exit_code) for problem in Problem)
+
+
+def test_readme_deliverability_exit_codes_are_the_check_s() -> None:
+    table = exit_code_table()
+    record_to_fix, lookups_failed = (
+        deliverability_code(Status.PROBLEM),
+        deliverability_code(Status.DNS_FAILURE),
+    )
+    assert f"| {record_to_fix}, {lookups_failed} | `--deliverability` only" in table
+    assert f"a DNS record to fix {record_to_fix}, DNS lookups failed {lookups_failed} |" in table
+    readme = (PROJECT / "README.md").read_text()
+    said = re.findall(r"DNS failures and timeouts are reported as such \(exit code (\d+)\)", readme)
+    assert said == [str(lookups_failed)]
+    assert {record_to_fix, lookups_failed}.isdisjoint(problem.exit_code for problem in Problem)

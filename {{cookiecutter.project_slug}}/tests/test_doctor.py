@@ -34,8 +34,8 @@ from {{ cookiecutter.package_name }}.mail.doctor.advice import login_advice
 from {{ cookiecutter.package_name }}.mail.doctor.diagnosis import Diagnosis, Problem, render_diagnosis, settings_diagnosis
 from {{ cookiecutter.package_name }}.mail.doctor.probe import probe
 
-from .raw_servers import ScriptedListener, full_backlog, hang_up, listening, silent, smtp_script
-from .smtp_server import PASSWORD, USERNAME, cram_md5_only_server, running_server
+from .raw_servers import ACCEPTING, ScriptedListener, full_backlog, hang_up, listening, silent, smtp_script
+from .smtp_server import PASSWORD, USERNAME, commands_read, cram_md5_only_server, running_server
 
 pytestmark = [
     pytest.mark.anyio,
@@ -119,7 +119,7 @@ async def test_ok_without_tls_or_login_on_loopback(ca_file: Path) -> None:
 
 
 async def test_quit_is_a_courtesy_bounded_by_half_a_second(ca_file: Path) -> None:
-    with listening(smtp_script("220 x\r\n", "250 x\r\n")) as listener:  # never answers QUIT
+    with listening(smtp_script(*ACCEPTING)) as listener:  # never answers QUIT
         settings = settings_for(listener.port, ca_file, "plain", use_credentials=False, timeout=WAIT_OUT)
         diagnosis = await diagnose(settings, Problem.OK)
         assert listener.wait_idle(1.0), "the probe left a connection open"
@@ -334,10 +334,10 @@ async def test_each_step_has_its_own_mail_timeout(ca_file: Path) -> None:
         time.sleep(step)
         connection.sendall(b"220 slow but steady\r\n")
         with connection.makefile("rb") as lines:
-            for reply in (b"250 x\r\n", b"221 bye\r\n"):
+            for reply in (b"250 x\r\n", b"250 ok\r\n", b"250 ok\r\n", b"250 ok\r\n", b"221 bye\r\n"):
                 if not lines.readline():
                     return
-                time.sleep(step)
+                time.sleep(step if reply == b"250 x\r\n" else 0)  # the greeting and EHLO are slow
                 connection.sendall(reply)
 
     with listening(slow) as listener:
@@ -392,6 +392,121 @@ def test_login_advice_names_the_provider_convention(server: str, username: str, 
     assert advice in login_advice(server, username)
 
 
+# -- the sender: MAIL FROM and RCPT TO, never DATA ------------------------------------------------
+
+
+PROBE = ["MAIL", "RCPT", "RSET", "QUIT"]
+"""What the probe says after the login: the sender, MAIL_FROM as the recipient, then RSET; never DATA."""
+
+
+async def test_a_server_that_relays_only_after_login_is_diagnosed_without_sending(
+    ca: trustme.CA, ca_file: Path
+) -> None:
+    """Postfix's `permit_sasl_authenticated, reject`: the login is optional, but RCPT is refused without it."""
+    with running_server(ca, ca_file, auth_required=False) as server:
+        server.handler.relay_needs_login = True
+        no_login = settings_for(server.port, ca_file, use_credentials=False, username="", password="")
+        with commands_read() as refused_dialogue:
+            diagnosis = await diagnose(no_login, Problem.RELAY_REFUSED)
+        with commands_read() as login_dialogue:
+            await diagnose(settings_for(server.port, ca_file), Problem.OK)
+        assert server.received == []
+    assert diagnosis.exit_code == 62
+    assert "refused RCPT TO for MAIL_FROM=noreply@example.com: 554 5.7.1" in diagnosis.message
+    assert "Client host rejected" in diagnosis.message
+    assert "set MAIL_USE_CREDENTIALS=true with MAIL_USERNAME and MAIL_PASSWORD" in diagnosis.fix
+    assert refused_dialogue == ["EHLO", "STARTTLS", "EHLO", *PROBE]
+    assert login_dialogue == ["EHLO", "STARTTLS", "EHLO", "AUTH", *PROBE]
+
+
+async def test_a_sender_the_login_does_not_own_is_diagnosed(ca: trustme.CA, ca_file: Path) -> None:
+    """Postfix's `reject_sender_login_mismatch`: `553 5.7.1 <addr>: Sender address rejected: not owned by user`."""
+    with running_server(ca, ca_file) as server:
+        server.handler.owned = {"mailer@example.com"}
+        with commands_read() as dialogue:
+            diagnosis = await diagnose(settings_for(server.port, ca_file), Problem.SENDER_NOT_OWNED)
+        await diagnose(settings_for(server.port, ca_file, MAIL_FROM="mailer@example.com"), Problem.OK)
+        assert server.received == []
+    assert diagnosis.exit_code == 61
+    assert "refused MAIL FROM for MAIL_FROM=noreply@example.com: 553 5.7.1" in diagnosis.message
+    assert "not owned by user" in diagnosis.message
+    assert diagnosis.fix.startswith("MAIL_FROM must be an address the login owns or may send as")
+    assert f"MAIL_USERNAME={USERNAME}" in diagnosis.fix
+    assert dialogue == ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RSET", "QUIT"]
+
+
+async def test_a_server_offering_login_to_a_client_that_does_not_log_in_is_ok_with_a_warning(
+    ca: trustme.CA, ca_file: Path
+) -> None:
+    with running_server(ca, ca_file, auth_required=False) as server:
+        no_login = settings_for(server.port, ca_file, use_credentials=False, username="", password="")
+        diagnosis = await diagnose(no_login, Problem.OK)
+        logged_in = await diagnose(settings_for(server.port, ca_file), Problem.OK)
+    [warning] = diagnosis.warnings
+    assert warning.startswith(f"localhost:{server.port} offers login (AUTH ")
+    assert "but MAIL_USE_CREDENTIALS=false" in warning
+    assert logged_in.warnings == ()
+    assert diagnosis.message.endswith("no login, and takes mail from noreply@example.com")
+
+
+def after_login(*replies: str) -> Any:
+    """A plain server without login that accepts EHLO, then gives `replies` to MAIL FROM, RCPT TO, ..."""
+    return smtp_script("220 x\r\n", "250 x\r\n", *replies)
+
+
+@pytest.mark.parametrize(
+    ("script", "expected", "words"),
+    [
+        (  # Postfix checks sender restrictions at RCPT (smtpd_delay_reject=yes)
+            after_login(
+                "250 2.1.0 Ok\r\n",
+                "553 5.7.1 <noreply@example.com>: Sender address rejected: not owned by user mailer\r\n",
+                "250 2.0.0 Ok\r\n",
+                "221 bye\r\n",
+            ),
+            Problem.SENDER_NOT_OWNED,
+            "refused RCPT TO for MAIL_FROM=noreply@example.com: 553 5.7.1",
+        ),
+        (
+            after_login("530 5.7.0 Authentication required\r\n", "250 2.0.0 Ok\r\n", "221 bye\r\n"),
+            Problem.SENDER_REFUSED,
+            "refused MAIL FROM for MAIL_FROM=noreply@example.com: 530 5.7.0",
+        ),
+        (
+            after_login(
+                "250 2.1.0 Ok\r\n", "554 5.7.1 <x@example.org>: Relay access denied\r\n", "250 Ok\r\n"
+            ),
+            Problem.RELAY_REFUSED,
+            "Relay access denied",
+        ),
+        (after_login(), Problem.SERVER_TIMEOUT, "stopped answering during MAIL FROM"),
+        (
+            after_login("250 2.1.0 Ok\r\n", ""),
+            Problem.CONNECTION_CLOSED,
+            "closed the connection while answering RCPT TO",
+        ),
+    ],
+)
+async def test_the_sender_step_diagnoses_what_the_server_says(
+    ca_file: Path, script: Any, expected: Problem, words: str
+) -> None:
+    with listening(script) as listener:
+        settings = settings_for(listener.port, ca_file, "plain", use_credentials=False, timeout=WAIT_OUT)
+        diagnosis = await diagnose(settings, expected)
+        assert listener.wait_idle(1.0), "the probe left a connection open"
+    assert words in diagnosis.message
+
+
+async def test_mail_from_unknown_as_a_recipient_is_a_warning_not_a_refusal(ca_file: Path) -> None:
+    """A 5.1.1 is about the address, not the client: the server let the client through."""
+    unknown = "550 5.1.1 <noreply@example.com>: Recipient address rejected: User unknown\r\n"
+    with listening(after_login("250 2.1.0 Ok\r\n", unknown, "250 2.0.0 Ok\r\n", "221 bye\r\n")) as listener:
+        settings = settings_for(listener.port, ca_file, "plain", use_credentials=False, timeout=WAIT_OUT)
+        diagnosis = await diagnose(settings, Problem.OK)
+    [warning] = diagnosis.warnings
+    assert "does not take MAIL_FROM=noreply@example.com as a recipient (550 5.1.1" in warning
+
+
 # -- exit codes, rendering, cache ------------------------------------------------------------------
 
 
@@ -419,7 +534,7 @@ def test_rendering_for_people_and_machines() -> None:
 
 
 def ok_dialogue() -> ScriptedListener:
-    return ScriptedListener(smtp_script("220 x\r\n", "250 x\r\n", "221 bye\r\n"))
+    return ScriptedListener(smtp_script(*ACCEPTING, "221 bye\r\n"))
 
 
 async def test_cache_shares_one_probe_among_concurrent_callers(ca_file: Path) -> None:

@@ -6,6 +6,8 @@ The bytes are parsed as they arrived at a real SMTP server (STARTTLS, AUTH).
 from __future__ import annotations
 
 import email
+import random
+import string
 from email.policy import default
 
 import pytest
@@ -178,6 +180,50 @@ async def test_long_subjects_arrive_intact_in_lines_of_at_most_998_characters(
     assert all(line[:1] in b" \t" or b":" in line for line in lines)
     assert received.message["Subject"] == subject
     assert received.message["Reply-To"] is None
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "=?utf-8?q?Hello?=",
+        "Your code is =?utf-8?b?w7w=?= (literally)",
+        "A" * 200,
+        "A" * 200 + " then a few words",
+        " leading space",
+        "x" * 70 + ",y" + "z" * 30,
+    ],
+    ids=[
+        "encoded-word",
+        "encoded-word-inside",
+        "long-first-word",
+        "long-first-word-then-words",
+        "leading-space",
+        "comma",
+    ],
+)
+def test_the_subject_reads_back_as_it_was_posted(
+    client: TestClient, smtp_server: SmtpServer, subject: str
+) -> None:
+    body = {"to": ["alice@example.com"], "subject": subject, "body": "x"}
+    assert client.post("/notifications", json=body, headers=auth()).status_code == 202
+
+    [received] = smtp_server.handler.wait_for(1)
+    lines = header_lines(received.data)
+    assert max(len(line) for line in lines) <= MAX_LINE
+    assert all(line[:1] in b" \t" or b":" in line for line in lines)
+    assert received.message["Subject"] == subject
+    assert received.message["Reply-To"] is None
+
+
+def test_random_subjects_read_back_as_they_were_written() -> None:
+    chance = random.Random(20)
+    alphabet = string.ascii_letters + string.digits + " \t,;:=?-_()<>\"'" + "äöü€😀"
+    for _ in range(2000):
+        subject = "".join(chance.choice(alphabet) for _ in range(chance.randint(1, 400)))
+        built = email.message_from_string("From: a@example.com\n\nbody\n")
+        built["Subject"] = subject
+        parsed = email.message_from_bytes(serialize(built), policy=default)
+        assert parsed["Subject"] == subject
 
 
 async def test_international_domain_goes_out_in_punycode_without_smtputf8(

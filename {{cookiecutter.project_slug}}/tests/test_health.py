@@ -12,7 +12,7 @@ from {{ cookiecutter.package_name }}.api.health import ProbeCache
 
 from .conftest import auth, service
 from .oauth_servers import CLIENT_ID, CLIENT_SECRET, MAILBOX, running_oauth_smtp, running_token_endpoint
-from .raw_servers import listening, smtp_script
+from .raw_servers import ACCEPTING, listening, smtp_script
 from .smtp_server import PASSWORD, SmtpServer
 
 
@@ -68,7 +68,7 @@ def test_mail_probe_cache_is_created_by_the_lifespan(
 
 
 def test_mail_health_probes_at_most_once_per_few_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    with listening(smtp_script("220 x\r\n", "250 x\r\n", "221 bye\r\n")) as listener:
+    with listening(smtp_script(*ACCEPTING, "221 bye\r\n")) as listener:
         env = {
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": str(listener.port),

@@ -91,7 +91,7 @@ def test_json_lines_of_a_retried_send_name_its_request_and_notification(
     lines = about(json_lines(output), notification_id)
     assert {line["request_id"] for line in lines} == {REQUEST_ID}
     messages = [(line["logger"].removeprefix(PACKAGE), line["level"], line["message"]) for line in lines]
-    queued = f"notification {notification_id} queued for 2 recipient(s)"
+    queued = f"notification {notification_id} queued for 2 recipient(s) of client default"
     assert (".api.notifications", "INFO", queued) in messages
     [retry] = [message for logger, level, message in messages if logger == ".mail.core.mailer"]
     assert retry.endswith("server replied 451 4.3.0 try again later; retry 1 of 1 in 0.00 s")  # the mailer's
@@ -104,7 +104,9 @@ def test_json_lines_of_a_retried_send_name_its_request_and_notification(
 
 
 @pytest.mark.parametrize(
-    "incoming", ["x" * 129, "two words", "caf\u00e9".encode()], ids=["long", "space", "utf8"]
+    "incoming",
+    ["x" * 129, "two words", "caf\u00e9".encode(), "x]_[notification=0123", "key=value", "id/with/slashes"],
+    ids=["long", "space", "utf8", "forged-tag", "equals", "slash"],
 )
 def test_a_bad_request_id_is_replaced_and_never_echoed(
     client: TestClient, capsys: pytest.CaptureFixture[str], incoming: str | bytes
@@ -117,6 +119,29 @@ def test_a_bad_request_id_is_replaced_and_never_echoed(
     assert notification["request_id"] == replaced
     bad = incoming.decode("latin-1") if isinstance(incoming, bytes) else incoming
     assert bad not in capsys.readouterr().err
+
+
+def test_a_request_id_of_letters_digits_and_safe_punctuation_is_kept(client: TestClient) -> None:
+    incoming = "Svc-1.retry_2:" + "x" * 114
+    assert client.get("/health", headers={"X-Request-ID": incoming}).headers["X-Request-ID"] == incoming
+
+
+def test_an_unhandled_error_answers_500_with_the_request_id(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = service(monkeypatch).app
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)  # type: ignore[attr-defined]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        traced = client.get("/broken", headers={"X-Request-ID": "r-500"})
+        made = client.get("/broken")
+
+    assert (traced.status_code, made.status_code) == (500, 500)
+    assert traced.headers["X-Request-ID"] == "r-500"
+    assert len(made.headers["X-Request-ID"]) == 32
 
 
 def test_every_answer_carries_the_request_id_errors_included(

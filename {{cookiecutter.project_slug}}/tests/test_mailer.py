@@ -499,12 +499,27 @@ async def test_no_reply_to_the_end_of_data_is_not_retried(
     assert isinstance(caught.value, PermanentMailError)
     assert "dave@example.com" in str(caught.value)
     assert "MAIL_DATA_TIMEOUT" in str(caught.value)
-    assert "may have accepted it, so it is not retried" in str(caught.value)
+    assert "the server may have accepted it or not (outcome unknown)" in str(caught.value)
     assert "retry" not in caplog.text
     await asyncio.sleep(smtp_server.handler.delay + 0.2)  # the server's late answers would have come in
     assert len(smtp_server.handler.connections) == 1
     assert sum(notification_ids(smtp_server).values()) <= 1
     await assert_no_socket_left(smtp_server.port, smtp_server)
+
+
+async def test_awaiting_reply_tells_which_send_the_server_holds(
+    smtp_server: SmtpServer, mail_settings: MailSettings
+) -> None:
+    smtp_server.handler.delay = 0.5
+    async with Mailer(mail_settings) as mailer:
+        sending = asyncio.create_task(mailer.send(message(1)))
+        assert not mailer.awaiting_reply(sending)
+        await asyncio.to_thread(smtp_server.handler.wait_held, 1)
+        assert mailer.awaiting_reply(sending)  # its message went out, the reply has not come
+        await sending
+        assert not mailer.awaiting_reply(sending)
+
+    assert notification_ids(smtp_server) == {"n-1": 1}
 
 
 async def test_idle_session_is_closed_and_replaced(smtp_server: SmtpServer) -> None:

@@ -24,6 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.package_name }}.devsmtp import free_port
+from {{ cookiecutter.package_name }}.observability.metrics import received_outcome
 from {{ cookiecutter.package_name }}.store import StoreSettings
 
 {% if cookiecutter.delivery == "celery" -%}
@@ -173,6 +174,16 @@ def test_each_answer_to_a_new_notification_is_counted_by_outcome(
     assert value(after, "http_requests_total", method="GET", route="unmatched", status="404") >= 1
 
 
+def test_methods_outside_the_standard_set_share_one_label(client: TestClient) -> None:
+    for method in ("BREW", "PROPFIND", "X-ANY-TOKEN", "get"):
+        client.request(method, "/health")
+    samples = scrape(client)
+
+    methods = {dict(pairs)["method"] for name, pairs in samples if name == "http_requests_total"}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert sum(count for (name, pairs), count in samples.items() if ("method", "other") in pairs) >= 4
+
+
 def test_metrics_are_not_public(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers=auth("wrong-key-0123456789abc")).status_code == 401
@@ -205,7 +216,9 @@ def test_disabled_metrics_have_no_route_and_count_nothing(
 def test_backlog_gauges_show_what_waits_and_for_how_long(
     database_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    smtp_server.handler.delay = 1.0  # each end of DATA takes a second: the others wait their turn
+    smtp_server.handler.delay = (
+        5.0  # the first end of DATA is held long enough to be seen, however busy the machine
+    )
     with service(monkeypatch, DELIVERY_CONCURRENCY="1", MAIL_POOL_SIZE="1") as client:
         before = scrape(client)
         ids = [post(client, GOOD) for _ in range(3)]
@@ -215,8 +228,9 @@ def test_backlog_gauges_show_what_waits_and_for_how_long(
                 value(now, "notifications_backlog", status="sending") == 1
                 and growth(before, now, "smtp_sessions_in_use") == 1
             ),
-            timeout=5,
+            timeout=4,
         )
+        smtp_server.handler.delay = 0  # the next ones go at once
         for notification_id in ids:
             wait_for_status(client, notification_id, "sent")
         drained = scrape(client)
@@ -336,3 +350,20 @@ def send_until_both_workers_counted(folder: Path, tmp_path: Path) -> tuple[int, 
                 lambda now: value(now, "notifications_delivery_outcomes_total", outcome="sent") >= len(ids),
             )
     return len(ids), samples
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (202, "queued"),
+        (422, "invalid"),
+        (401, "unauthorized"),
+        (429, "unauthorized"),
+        (413, "over_limit"),
+        (408, "over_limit"),
+        (503, "over_limit"),
+        (500, "error"),
+    ],
+)
+def test_each_refusal_of_a_post_counts_as_what_it_is(status: int, outcome: str) -> None:
+    assert received_outcome(status, {"type": "http"}) == outcome

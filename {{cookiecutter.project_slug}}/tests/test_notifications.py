@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
+import re
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }}.notifications import Notification, display_id, to_message
 
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import TaskTracker
@@ -44,7 +49,29 @@ def test_accepted_notification_arrives_over_tls_with_its_id(
     assert containers
     assert all("Content-Transfer-Encoding" not in part for part in containers)  # RFC 2045
     assert "Hello &lt;b&gt;Alice&lt;/b&gt;" in html  # HTML is escaped
-    assert notification_id in html
+    assert display_id(notification_id) in html
+    assert display_id(notification_id) in text
+
+
+BITCOIN_ID = re.compile(r"\b(?<!=)[13][a-km-zA-HJ-NP-Z1-9]{25,34}\b")
+"""SpamAssassin's __BITCOIN_ID body pattern, behind PDS_BTC_ID (pds/20_btc.cf)."""
+
+
+def test_no_notification_id_reads_as_a_bitcoin_address() -> None:
+    chance = random.Random(5)
+    lookalikes = [chance.choice("13") + "".join(chance.choices("123456789abcdef", k=31)) for _ in range(500)]
+    assert all(BITCOIN_ID.search(f"notification {each}") for each in lookalikes)  # printed bare, each matches
+    for notification_id in [*lookalikes, *(uuid.UUID(int=chance.getrandbits(128)).hex for _ in range(2000))]:
+        notification = Notification.model_construct(
+            id=notification_id, to=["alice@example.com"], subject="Report", body="Hello", format="html"
+        )
+        message = to_message(notification, "Acme Notifications", "noreply@example.com")
+        html = str(message.alternative_body)
+        seen = re.sub(r"<[^>]*>", "", html)  # the text SpamAssassin renders from the HTML
+        for body in (str(message.body), html, seen):
+            assert BITCOIN_ID.search(body) is None, (notification_id, body)
+        assert display_id(notification_id) in seen
+        assert display_id(notification_id).replace("-", "") == notification_id
 
 
 def test_text_format_sends_a_single_plain_part(client: TestClient, smtp_server: SmtpServer) -> None:

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.delivery.metrics import DeliveryMetrics
-from {{ cookiecutter.package_name }}.devsmtp import free_port
+from {{ cookiecutter.package_name }}.devsmtp import free_port, server_tls_context
 from {{ cookiecutter.package_name }}.mail import (
     Mailer,
     MailSettings,
@@ -286,6 +286,66 @@ async def test_a_down_token_endpoint_is_transient_and_bounded(
     diagnosis = await probe(settings)
     assert (diagnosis.problem, diagnosis.exit_code) == (Problem.OAUTH_ENDPOINT_UNREACHABLE, 40)
     assert "MAIL_OAUTH_TOKEN_URL" in diagnosis.fix
+
+
+async def test_an_untrusted_token_endpoint_gets_no_secret_even_with_validate_certs_false(
+    ca: trustme.CA, ca_file: Path, tmp_path: Path
+) -> None:
+    """MAIL_VALIDATE_CERTS=false is about the SMTP server: the token endpoint is verified against the system CAs
+    and MAIL_CERT_BUNDLE, so one with a certificate from another CA never receives the client secret."""
+    other = trustme.CA(organization_name="A CA nobody configured")
+    other_file = tmp_path / "other-ca.pem"
+    other.cert_pem.write_to_path(str(other_file))
+    with (
+        running_token_endpoint(server_tls_context(other, "localhost", "127.0.0.1")) as endpoint,
+        running_oauth_smtp(ca, ca_file, endpoint) as (server, _),
+    ):
+        env = source_env("generic", endpoint, tmp_path)
+        assert env["MAIL_OAUTH_TOKEN_URL"].startswith("https://localhost:")
+        settings = oauth_settings(server, env, validate_certs=False)
+        diagnosis = await probe(settings)
+        async with Mailer(settings) as mailer:
+            with pytest.raises(PermanentMailError) as raised:
+                await mailer.send(message())
+        assert endpoint.requests == []  # not one request: the secret never left
+
+        trusted = oauth_settings(server, env, validate_certs=False, cert_bundle=other_file)
+        assert (await probe(trusted)).problem is Problem.OK  # the same endpoint, its CA trusted
+        assert endpoint.requests == ["client_credentials"]
+    assert (diagnosis.problem, diagnosis.exit_code) == (Problem.OAUTH_ENDPOINT_UNTRUSTED, 45)
+    assert diagnosis.message.startswith(
+        f"the certificate of the OAuth2 token endpoint localhost:{endpoint.url.rpartition(':')[2]} is not trusted"
+    )
+    assert "operation not permitted" not in diagnosis.message.lower()
+    assert "MAIL_CERT_BUNDLE" in diagnosis.fix
+    assert "is not trusted" in str(raised.value)
+    assert leaked(render_diagnosis(diagnosis, json_output=True) + str(raised.value), endpoint) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "variable"),
+    [
+        ("microsoft_certificate", "MAIL_OAUTH_CERTIFICATE_FILE"),
+        ("google_service_account", "MAIL_OAUTH_SERVICE_ACCOUNT_FILE"),
+    ],
+)
+def test_an_oauth_key_file_other_users_can_read_is_warned_about(
+    source: str,
+    variable: str,
+    endpoint: TokenEndpoint,
+    oauth_smtp: tuple[SmtpServer, XOAuth2Handler],
+    tmp_path: Path,
+) -> None:
+    server, _ = oauth_smtp
+    env = source_env(source, endpoint, tmp_path)
+    path = Path(env[variable])
+    path.chmod(0o600)
+    assert oauth_settings(server, env).warnings() == []
+    path.chmod(0o644)
+    assert oauth_settings(server, env).warnings() == [
+        f"{variable}={path} holds a private key and can be read by other users of this machine (mode 0644): "
+        f"chmod 600 {path}"
+    ]
 
 
 async def test_a_slow_token_endpoint_times_out_within_mail_timeout(

@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.store import open_engine, upgrade
 from {{ cookiecutter.package_name }}.store.models import Base
 
-from .conftest import auth, service
+from .conftest import API_KEY, auth, service
 from .service_process import ServiceProcess
 from .smtp_server import PASSWORD, SmtpServer, running_server
 
@@ -28,12 +28,16 @@ NOTIFICATION = {"to": ["alice@example.com", "bob@example.org"], "subject": "Repo
 
 
 def wait_for_status(
-    client: TestClient | httpx.Client, notification_id: str, *wanted: str, timeout: float = 15
+    client: TestClient | httpx.Client,
+    notification_id: str,
+    *wanted: str,
+    timeout: float = 15,
+    key: str = API_KEY,
 ) -> dict[str, Any]:
-    """Poll GET /notifications/{id} until its status is one of `wanted`; return the answer."""
+    """Poll GET /notifications/{id} (as the client of `key`) until its status is one of `wanted`; return the answer."""
     deadline = time.monotonic() + timeout
     while True:
-        answer: dict[str, Any] = client.get(f"/notifications/{notification_id}", headers=auth()).json()
+        answer: dict[str, Any] = client.get(f"/notifications/{notification_id}", headers=auth(key)).json()
         if answer["status"] in wanted:
             return answer
         if time.monotonic() > deadline:

@@ -1,4 +1,5 @@
-"""Request limits on a real uvicorn: key before body, 413 before reading, 408 for slow clients, lean 422s."""
+"""Request limits on a real uvicorn: key before body, no body where none is taken, 413 before reading,
+408 for slow clients, a cap on the body bytes of all requests together, lean 422s."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
+from fastapi import APIRouter, Depends
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.api.deps import authenticated_client
 from {{ cookiecutter.package_name }}.devsmtp import free_port
 from {{ cookiecutter.package_name }}.main import create_app
 from {{ cookiecutter.package_name }}.store import StoreSettings
@@ -22,6 +27,7 @@ from .conftest import API_KEY, auth, migrate, service
 from .smtp_server import SmtpServer
 
 HUNDRED_MB = 100 * 1024 * 1024
+MIB = 1024 * 1024
 CHUNK = b"x" * 65536
 FRAMED_CHUNK = b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK)
 
@@ -34,11 +40,12 @@ class Uvicorn:
         return socket.create_connection(("127.0.0.1", self.port), timeout=10)
 
 
-@pytest.fixture
-def uvicorn_server(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Uvicorn]:
-    """The service on a real uvicorn in a thread; API_BODY_TIMEOUT is 1 s."""
+@contextmanager
+def running_uvicorn(monkeypatch: pytest.MonkeyPatch, **env: str) -> Iterator[Uvicorn]:
+    """The service, configured from the environment plus `env`, on a real uvicorn in a thread."""
     monkeypatch.setenv("API_KEYS", API_KEY)
-    monkeypatch.setenv("API_BODY_TIMEOUT", "1")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     migrate(StoreSettings().database_url)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
@@ -48,13 +55,24 @@ def uvicorn_server(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> 
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    yield Uvicorn(port)
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield Uvicorn(port)
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
-def request_head(*, key: str | None, length: int | None) -> bytes:
-    lines = ["POST /notifications HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
+@pytest.fixture
+def uvicorn_server(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Uvicorn]:
+    """The service on a real uvicorn in a thread; API_BODY_TIMEOUT is 1 s."""
+    with running_uvicorn(monkeypatch, API_BODY_TIMEOUT="1") as server:
+        yield server
+
+
+def request_head(
+    *, key: str | None, length: int | None, method: str = "POST", path: str = "/notifications"
+) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json"]
     lines.append(f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked")
     if key:
         lines.append(f"Authorization: Bearer {key}")
@@ -78,7 +96,7 @@ def push_until_answered(connection: socket.socket, chunk: bytes, limit: int) -> 
             break
         if writable:
             try:
-                sent += connection.send(chunk)
+                sent += connection.send(chunk[: limit - sent])
             except (BlockingIOError, ConnectionError):
                 break
     connection.settimeout(10)
@@ -109,6 +127,121 @@ def test_a_100_mb_body_is_refused_before_it_is_read(
     assert time.monotonic() - started < 5
     assert sent < HUNDRED_MB // 10  # the server stopped reading: only socket buffers filled
     assert resident_bytes() - before < 30 * 1024 * 1024
+
+
+def answer_to_head(server: Uvicorn, head: bytes) -> bytes:
+    """The answer to the head of a request whose body is never sent (the server must not wait for it), read
+    until the server closes the connection, as it does after refusing a body unread."""
+    answer = b""
+    with server.connect() as connection:
+        connection.settimeout(10)
+        connection.sendall(head)
+        while data := connection.recv(65536):
+            answer += data
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "key"),
+    [
+        ("POST", "/health", None),
+        ("GET", "/health/ready", None),
+        ("POST", "/no/such/route", None),
+        ("POST", "/notifications/0123456789abcdef/retry", API_KEY),
+        ("GET", "/metrics", API_KEY),
+    ],
+)
+def test_a_body_for_a_route_that_takes_none_is_refused_unread(
+    uvicorn_server: Uvicorn, method: str, path: str, key: str | None
+) -> None:
+    answer = answer_to_head(uvicorn_server, request_head(key=key, length=MIB, method=method, path=path))
+
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"takes no request body" in answer
+
+
+@pytest.mark.parametrize(
+    "path", ["/metrics", "/notifications/0123456789abcdef/retry", "/notifications/no/such/route"]
+)
+def test_every_authenticated_path_needs_the_key_before_the_body(uvicorn_server: Uvicorn, path: str) -> None:
+    answer = answer_to_head(uvicorn_server, request_head(key=None, length=1000, path=path))
+
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+
+
+def test_a_new_authenticated_router_is_checked_before_its_body(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = service(monkeypatch).app
+    reports = APIRouter(dependencies=[Depends(authenticated_client)])
+
+    @reports.post("/reports")
+    async def report(body: dict[str, str]) -> dict[str, str]:
+        return body
+
+    app.include_router(reports)  # type: ignore[attr-defined]
+    with TestClient(app) as client:
+        anonymous = client.post(
+            "/reports", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        mine = client.post("/reports", json={"a": "b"}, headers=auth())
+
+    assert anonymous.status_code == 401  # FastAPI alone would parse the body first: 422
+    assert mine.json() == {"a": "b"}
+
+
+def test_anonymous_bodies_hold_no_memory(smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 connections at once, each sending all but the last byte of 1 MiB to GET /health."""
+    with running_uvicorn(monkeypatch, API_BODY_TIMEOUT="30") as server:
+        before = resident_bytes()
+        connections = [server.connect() for _ in range(100)]
+        try:
+            answers = []
+            for connection in connections:
+                connection.sendall(request_head(key=None, length=MIB, path="/health"))
+                answer, _ = push_until_answered(connection, CHUNK, MIB - 1)
+                answers.append(answer)
+            grown = resident_bytes() - before
+        finally:
+            for connection in connections:
+                connection.close()
+
+    assert {answer[:12] for answer in answers} == {b"HTTP/1.1 413"}
+    assert grown < 30 * MIB
+
+
+def test_body_bytes_in_flight_are_capped_across_requests(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits = {"MAX_REQUEST_BYTES": "4096", "MAX_REQUEST_BYTES_IN_FLIGHT": "8192", "API_BODY_TIMEOUT": "30"}
+    with running_uvicorn(monkeypatch, **limits) as server:
+        held: list[socket.socket] = []
+        refused = b""
+        for _ in range(10):  # each holds 4000 of its 4096 bytes until the next is refused
+            connection = server.connect()
+            connection.sendall(request_head(key=API_KEY, length=4096) + b" " * 4000)
+            if select.select([connection], [], [], 0.5)[0]:
+                refused = connection.recv(65536)
+                connection.close()
+                break
+            held.append(connection)
+        finished = []
+        for connection in held:  # the rest of each body: answered, and their bytes given back
+            connection.sendall(b" " * 96)
+            finished.append(connection.recv(65536))
+            connection.close()
+        after = httpx.post(
+            f"http://127.0.0.1:{server.port}/notifications",
+            json={"to": ["alice@example.com"], "subject": "s", "body": "b"},
+            headers=auth(),
+        )
+
+    assert refused.startswith(b"HTTP/1.1 503"), refused[:200]
+    assert b"\r\nretry-after: 1\r\n" in refused.lower()
+    assert b"MAX_REQUEST_BYTES_IN_FLIGHT" in refused
+    assert len(held) >= 2  # two bodies of 4000 bytes fit in 8192
+    assert {answer[:12] for answer in finished} == {b"HTTP/1.1 422"}  # spaces are no JSON
+    assert after.status_code == 202
 
 
 def test_a_chunked_body_is_cut_off_at_max_request_bytes(uvicorn_server: Uvicorn) -> None:

@@ -161,7 +161,8 @@ def purge(args: argparse.Namespace) -> int:
 
 
 def check_mail(args: argparse.Namespace) -> int:
-    """Connect, negotiate TLS and log in (never send); print one diagnosis, then the rate limits in force."""
+    """Connect, negotiate TLS, log in and offer MAIL_FROM (never send); print one diagnosis, warnings on stderr,
+    then the rate limits in force."""
     import json
 
     from .mail import MailSettings, SettingsError, load_settings
@@ -198,7 +199,7 @@ def check_mail(args: argparse.Namespace) -> int:
 
 
 def dkim_keygen(args: argparse.Namespace) -> int:
-    """Write a new DKIM private key (mode 0600) and print the DNS record to publish."""
+    """Write a new DKIM private key (mode 0600) and print the DNS record to publish, and how to sign with it."""
     from .mail.signing.dkim import DkimSigner, generate_key, private_pem
 
     if args.out.exists():
@@ -214,6 +215,12 @@ def dkim_keygen(args: argparse.Namespace) -> int:
     print(
         f"then set MAIL_DKIM_DOMAIN={args.domain} MAIL_DKIM_SELECTOR={args.selector} "
         f"MAIL_DKIM_PRIVATE_KEY_FILE={args.out}"
+    )
+    other = "ed25519" if args.algorithm == "rsa" else "rsa"
+    print(
+        f"or, to sign with both algorithms (receivers that do not know Ed25519 verify the RSA signature), "
+        f"make a {other} key too (--algorithm {other}) and list both, in the same order: "
+        f"MAIL_DKIM_SELECTOR={args.selector},<its selector> MAIL_DKIM_PRIVATE_KEY_FILE={args.out},<its file>"
     )
     return 0
 
@@ -231,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
         "purge", help="delete old notifications now (BODY_RETENTION, ROW_RETENTION)"
     ).set_defaults(handler=purge)
 
-    check = commands.add_parser("check-mail", help="check that SMTP connect, TLS and login work")
+    check = commands.add_parser(
+        "check-mail", help="check that SMTP connect, TLS, login and the sender work (never sends)"
+    )
     check.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     check.add_argument(
         "--deliverability",

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from . import SERVICE_NAME
 from .api import errors, health, metrics, notifications, status
+from .api.auth import Authenticator
 from .api.limits import RequestLimits
 from .api.rate_limit import ApiRateLimits
 from .api.request_id import RequestIdMiddleware
@@ -66,14 +67,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.add_middleware(RequestLimits, settings=settings.api)
+    app.state.authenticator = authenticator = Authenticator(settings.api)
+    app.add_middleware(RequestLimits, settings=settings.api, authenticator=authenticator, openapi=app.openapi)
     if api_limiter is not None:
         # Outside RequestLimits: a key over its limit gets 429 before its body is read.
         counted = instruments() if settings.metrics.enabled else None
-        app.add_middleware(ApiRateLimits, settings=settings.api, limiter=api_limiter, instruments=counted)
+        app.add_middleware(
+            ApiRateLimits, authenticator=authenticator, limiter=api_limiter, instruments=counted
+        )
     if settings.metrics.enabled:
         app.add_middleware(HttpMetrics)  # outside RequestLimits: it also sees what that refuses
-    app.add_middleware(RequestIdMiddleware)  # outermost: the 401 and 413 of RequestLimits carry the id too
+    app.add_middleware(RequestIdMiddleware)  # outermost: RequestLimits' answers and 500s carry the id too
     errors.install(app)
     app.include_router(health.router)
     app.include_router(notifications.router)

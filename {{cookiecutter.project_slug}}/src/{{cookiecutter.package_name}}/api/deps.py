@@ -1,21 +1,19 @@
-"""Dependencies shared by the routes: settings, delivery, the store, and bearer-key authentication."""
+"""Dependencies shared by the routes: settings, delivery, the store, and the authenticated client."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 
 from ..delivery import Delivery
 from ..settings import Settings
-from ..store import NotificationStore
+from ..store import ClientNotifications, NotificationStore
+from .auth import Authenticator, ThrottledError
 
 bearer_scheme = HTTPBearer(auto_error=False, description="One of the keys listed in API_KEYS.")
+"""Used by `authenticated_client` alone: the OpenAPI operations it secures are the authenticated routes."""
 
 
 # The dependencies are `async def` so FastAPI runs them on the event loop, not in a thread pool.
@@ -44,44 +42,58 @@ DeliveryDep = Annotated[Delivery, Depends(get_delivery)]
 StoreDep = Annotated[NotificationStore, Depends(get_store)]
 
 
-async def require_api_key(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
-    """Accept the request only with `Authorization: Bearer <one of API_KEYS>`."""
-    if not credentials or not key_matches(credentials.credentials, settings.api.api_keys):
-        raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail=INVALID_KEY_MESSAGE,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
+CLIENT_STATE = "client"
+"""Where `RequestLimits` leaves the authenticated client in the request's state."""
 INVALID_KEY_MESSAGE = (
     "missing or invalid API key: send 'Authorization: Bearer <key>' with a key from API_KEYS"
 )
 
 
-def key_matches(presented: str, keys: Iterable[SecretStr]) -> bool:
-    """Whether `presented` is one of `keys`.
+async def get_authenticator(request: Request) -> Authenticator:
+    """The API keys and the throttle of failed authentications, made by `create_app`."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator
 
-    SHA-256 digests are compared, every key each in constant time, so timing reveals neither
-    which key matched, nor how much of one, nor the keys' lengths.
+
+async def authenticated_client(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> str:
+    """The name of the client whose key the request carries.
+
+    `RequestLimits` authenticates every path under a route that depends on this one (`limits.Routes`)
+    before it reads the body, and leaves the client in the request's state; without it, 401.
     """
-    digest = hashlib.sha256(presented.encode()).digest()
-    matches = [
-        hmac.compare_digest(digest, hashlib.sha256(key.get_secret_value().encode()).digest()) for key in keys
-    ]
-    return any(matches)
+    client: str | None = request.scope.get("state", {}).get(CLIENT_STATE)
+    if credentials is None or client is None:
+        raise HTTPException(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            detail=INVALID_KEY_MESSAGE,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return client
+
+
+ClientDep = Annotated[str, Depends(authenticated_client)]
+
+
+async def client_store(store: StoreDep, client: ClientDep) -> ClientNotifications:
+    """The store as the authenticated client sees it: only its own notifications."""
+    return store.for_client(client)
+
+
+ClientStoreDep = Annotated[ClientNotifications, Depends(client_store)]
 
 
 async def has_api_key(
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    request: Request, authenticator: Annotated[Authenticator, Depends(get_authenticator)]
 ) -> bool:
-    """Whether the request carries a valid API key, for routes that tell more to a caller with one."""
+    """Whether the request carries a valid API key, for public routes that tell more to a client.
+
+    A wrong key counts as a failed authentication of the caller's address, as on authenticated routes.
+    """
+    address = request.client.host if request.client else ""
     try:
-        await require_api_key(settings, credentials)
-    except HTTPException:
+        return authenticator.authenticate(request.headers.get("authorization"), address) is not None
+    except ThrottledError:
         return False
-    return True

@@ -146,7 +146,7 @@ async def get_mail_probe(request: Request) -> ProbeCache:
 @router.get(
     "/health/mail",
     responses={
-        200: {"description": "The SMTP server accepts connect, TLS and login."},
+        200: {"description": "The SMTP server accepts connect, TLS, login and MAIL_FROM (as check-mail)."},
         503: {
             "description": "It does not: `problem` names the class; `reason` says what failed, "
             "only to a request with a valid API key."

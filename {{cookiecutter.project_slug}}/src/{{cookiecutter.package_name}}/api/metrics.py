@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from ..observability.metrics import exposition
 from ..store import Backlog, utcnow
-from .deps import StoreDep, require_api_key
+from .deps import StoreDep, authenticated_client
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
@@ -43,7 +43,7 @@ class BacklogCollector:
 
 @router.get(
     "/metrics",
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(authenticated_client)],
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}},

@@ -5,28 +5,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..notifications import Notification, NotificationContent
 from ..observability.logs import REQUEST_ID, log_context
 from ..settings import ApiSettings
-from ..store import IdempotencyKeyReusedError
-from .deps import DeliveryDep, SettingsDep, StoreDep, require_api_key
+from ..store import IdempotencyKeyReusedError, Status
+from .deps import ClientStoreDep, DeliveryDep, SettingsDep, authenticated_client
 from .recipients import check_recipients
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], dependencies=[Depends(authenticated_client)])
 
 
 class NotificationAccepted(BaseModel):
     """The answer to an accepted notification."""
 
     id: str
-    status: Literal["queued"] = "queued"
+    status: Status = Field(
+        default=Status.QUEUED,
+        description="`queued` for a new notification; for a repeat of an Idempotency-Key, the current status.",
+    )
 
 
 def check_limits(content: NotificationContent, limits: ApiSettings) -> None:
@@ -66,7 +69,10 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=255,
-        description="Any unique string (a UUID): a repeat with the same key and body answers the first id and sends nothing.",
+        description=(
+            "Any unique string (a UUID), per client: a repeat with the same key and body answers the first id "
+            "and its status, and sends nothing."
+        ),
     ),
 ]
 
@@ -74,14 +80,13 @@ IdempotencyKey = Annotated[
 @router.post(
     "/notifications",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[Depends(require_api_key)],
     responses={401: {"description": "Missing or invalid API key"}},
 )
 async def create_notification(
     request: Request,
     content: NotificationContent,
     settings: SettingsDep,
-    store: StoreDep,
+    store: ClientStoreDep,
     delivery: DeliveryDep,
     idempotency_key: IdempotencyKey = None,
 ) -> NotificationAccepted:
@@ -90,7 +95,7 @@ async def create_notification(
     check_recipients(content, settings.api)
     notification = Notification.accept(content)
     try:
-        notification_id, created = await store.add(
+        added = await store.add(
             notification.id,
             content.model_dump(mode="json"),
             [*content.to, *content.cc],
@@ -109,13 +114,14 @@ async def create_notification(
                 }
             ]
         ) from None
-    request.state.notification_outcome = "queued" if created else "idempotent_repeat"  # for the metrics
-    if created:
-        await delivery.submit(notification_id)
-        with log_context(notification_id):
+    request.state.notification_outcome = "queued" if added.created else "idempotent_repeat"  # for the metrics
+    if added.created:
+        await delivery.submit(added.id)
+        with log_context(added.id):
             logger.info(
-                "notification %s queued for %d recipient(s)",
-                notification_id,
+                "notification %s queued for %d recipient(s) of client %s",
+                added.id,
                 len(content.to) + len(content.cc),
+                store.client,
             )
-    return NotificationAccepted(id=notification_id)
+    return NotificationAccepted(id=added.id, status=added.status)

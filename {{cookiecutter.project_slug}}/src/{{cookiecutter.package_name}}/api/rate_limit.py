@@ -1,7 +1,8 @@
 """API_RATE_LIMIT per API key: 429 with Retry-After over it, before the body is read.
 
-Only requests that carry a valid key are counted, each under its key's fingerprint (never the key);
-requests without one are left to authentication (401). /health, /health/... and /metrics are never
+Only requests that carry a client's key are counted, each under the key's fingerprint (never the key;
+two keys of one client, during a rotation, are counted apart); requests without one are left to
+authentication (RequestLimits: 401, or 429 after too many failures). /health, /health/... and /metrics are never
 limited, so probes and scrapes keep working for a key over its limit. Should the storage fail, the
 request goes through (a warning is logged): the API stays up when Redis or the database hiccups.
 """
@@ -15,10 +16,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..observability.metrics import Instruments
+from ..observability.metrics import RATE_LIMITED, Instruments
 from ..ratelimit.api import ApiLimiter, key_fingerprint
-from ..settings import ApiSettings
-from .deps import key_matches
+from .auth import Authenticator
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +27,18 @@ UNLIMITED_PATHS = ("/health", "/metrics")
 
 
 class ApiRateLimits:
-    """ASGI middleware: counts each request of a valid key in `limiter`; 429 over it (`instruments` count them)."""
+    """ASGI middleware: counts each request with a key `authenticator` knows in `limiter`; 429 over it
+    (`instruments` count them)."""
 
     def __init__(
-        self, app: ASGIApp, settings: ApiSettings, limiter: ApiLimiter, instruments: Instruments | None = None
+        self,
+        app: ASGIApp,
+        authenticator: Authenticator,
+        limiter: ApiLimiter,
+        instruments: Instruments | None = None,
     ) -> None:
         self.app = app
-        self.settings = settings
+        self.authenticator = authenticator
         self.limiter = limiter
         self.instruments = instruments
 
@@ -42,8 +47,7 @@ class ApiRateLimits:
             await self.app(scope, receive, send)
             return
         scheme, key = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
-        # With named clients (API_KEYS entries `name:key`), `authenticator.client_of(key)` replaces this check.
-        if scheme.lower() != "bearer" or not key or not key_matches(key, self.settings.api_keys):
+        if scheme.lower() != "bearer" or not key or self.authenticator.client_of(key) is None:
             await self.app(scope, receive, send)
             return
         fingerprint = key_fingerprint(key)
@@ -55,6 +59,7 @@ class ApiRateLimits:
         if retry_after is None:
             await self.app(scope, receive, send)
             return
+        scope.setdefault("state", {})[RATE_LIMITED] = True  # for notifications_received_total
         if self.instruments is not None:
             self.instruments.api_rate_limited.labels(fingerprint).inc()
         detail = (

@@ -9,20 +9,30 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from ..store import NotificationRecord, Status
-from .deps import DeliveryDep, StoreDep, require_api_key
+from .deps import ClientStoreDep, DeliveryDep, authenticated_client
 
-router = APIRouter(tags=["notifications"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["notifications"], dependencies=[Depends(authenticated_client)])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No notification with this id (never accepted, or deleted by retention)"}
+    404: {
+        "description": "No notification with this id of this client (never accepted, another client's, or deleted by retention)"
+    }
 }
 
 
 class Attempt(BaseModel):
-    """One attempt to send: when, and what the server answered."""
+    """One attempt to send: when, what the server answered, and how it ended."""
 
     at: datetime
     reply: str
+    outcome: str | None = Field(
+        default=None,
+        description=(
+            "The status the attempt led to (`sent`, `retrying`, `failed`), or `outcome_unknown`: the message went "
+            "out but no reply came, so the server may have accepted it (it is sent once more, with the same "
+            "Message-ID, unless DELIVERY_RETRY_UNKNOWN_OUTCOME=false). None for attempts recorded before outcomes were."
+        ),
+    )
 
 
 class NotificationStatus(BaseModel):
@@ -66,7 +76,7 @@ class NotificationPage(BaseModel):
 
 
 @router.get("/notifications/{notification_id}", responses=NOT_FOUND)
-async def get_notification(notification_id: str, store: StoreDep) -> NotificationStatus:
+async def get_notification(notification_id: str, store: ClientStoreDep) -> NotificationStatus:
     """The status of one notification, its attempts and the server's replies."""
     record = await store.get(notification_id)
     if record is None:
@@ -76,12 +86,12 @@ async def get_notification(notification_id: str, store: StoreDep) -> Notificatio
 
 @router.get("/notifications")
 async def list_notifications(
-    store: StoreDep,
+    store: ClientStoreDep,
     status_filter: Annotated[Status | None, Query(alias="status", description="Only this status.")] = None,
     after: Annotated[str | None, Query(description="The `next` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> NotificationPage:
-    """Notifications ordered by id, optionally of one status, `limit` at a time."""
+    """The client's notifications ordered by id, optionally of one status, `limit` at a time."""
     records = await store.page(status_filter, after=after, limit=limit)
     return NotificationPage(
         items=[NotificationStatus.of(record) for record in records],
@@ -95,7 +105,7 @@ async def list_notifications(
     responses={**NOT_FOUND, 409: {"description": "Not failed, or its content was deleted"}},
 )
 async def retry_notification(
-    notification_id: str, store: StoreDep, delivery: DeliveryDep
+    notification_id: str, store: ClientStoreDep, delivery: DeliveryDep
 ) -> NotificationStatus:
     """Queue a `failed` notification again (to the recipients that did not get it), with a fresh attempt budget."""
     if not await store.retry(notification_id):

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 from celery import Celery
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ..mail.core.loading import EnvSettings
 
 TASK_NAME = "{{ cookiecutter.package_name }}.send_notification"
 DEV_BROKER = "memory://localhost/"
 
 
-class CelerySettings(BaseSettings):
+class CelerySettings(EnvSettings):
     """The broker and the workers' limits, from `CELERY_*` variables (and `.env`)."""
 
     model_config = SettingsConfigDict(
         env_prefix="CELERY_",
-        env_file=".env",
-        env_ignore_empty=True,
-        extra="ignore",
-        frozen=True,
         hide_input_in_errors=True,  # a ValidationError's text must not carry the broker password
     )
 

@@ -3,23 +3,28 @@
 A transient failure (4xx, timeout, lost connection) is rescheduled in the store with capped
 exponential backoff and jitter, so an outage of hours is ridden out across restarts; a
 permanent one (5xx) makes the notification `failed` with the server's reply. Recipients
-refused with a 4xx reply are retried alone. A notification whose sender died is claimed
-again once its lease expires; it may then be sent twice, with the same Message-ID and
-X-Notification-ID.
+refused with a 4xx reply are retried alone. An unknown outcome (the message went out, no reply
+came: the server may have accepted it, or not, as a restarting server does not) is sent once more
+after the backoff, with the same Message-ID, unless DELIVERY_RETRY_UNKNOWN_OUTCOME is false; a
+second one fails the notification, so none is sent more than twice. A notification whose sender
+died is claimed again once its lease expires; it may then be sent twice, with the same
+Message-ID and X-Notification-ID.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from datetime import timedelta
 
-from ..mail import Mailer, MailError
+from ..mail import DeliveryOutcomeUnknownError, Mailer, MailError
 from ..mail.core.backoff import backoff
 from ..notifications import Notification, to_message
 from ..observability.logs import log_context
 from ..store import (
+    OUTCOME_UNKNOWN,
     NotificationRecord,
     NotificationStore,
     Outcome,
@@ -33,6 +38,11 @@ logger = logging.getLogger(__name__)
 
 PURGE_INTERVAL = 3600.0
 """Seconds between two purges of old bodies and records (retention)."""
+STOP_GRACE = 5.0
+"""Seconds a stopping dispatcher allows, beyond MAIL_DATA_TIMEOUT, for the sends it waits for to record their outcome."""
+HELD_AT_STOP = (
+    "the process stopped while the server held the message (its end of DATA had gone out, no reply yet)"
+)
 
 
 class DeliveryEvents:
@@ -67,7 +77,9 @@ class Dispatcher:
         self._retention = retention
         self._service_name = service_name
         self._sender = sender
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], NotificationRecord] = {}
+        self._sending: set[str] = set()
+        """The notifications whose send is in the mailer (not claiming, not recording)."""
         self._changed = asyncio.Event()
         self._stopping = False
         self._last_purge = 0.0
@@ -105,30 +117,70 @@ class Dispatcher:
 
     def _start(self, record: NotificationRecord) -> None:
         task = asyncio.create_task(self.deliver(record), name=f"notification-{record.id}")
-        self._in_flight.add(task)
+        self._in_flight[task] = record
 
         def done(finished: asyncio.Task[None]) -> None:
-            self._in_flight.discard(finished)
+            self._in_flight.pop(finished, None)
             self._changed.set()
 
         task.add_done_callback(done)
 
     async def stop(self) -> None:
-        """Stop claiming; wait up to DELIVERY_SHUTDOWN_TIMEOUT for the sends in flight, cancel the rest.
+        """Stop claiming; wait up to DELIVERY_SHUTDOWN_TIMEOUT for the sends in flight, then cancel those whose
+        message has not gone out: they keep their lease and are claimed again once it expires (nothing was sent).
 
-        A cancelled send keeps its lease: it is claimed again (and may be sent twice) once the lease expires.
+        A send the server holds (its end of DATA went out, no reply yet) is not cut off, nor one recording its
+        outcome. The held ones' attempts are first noted in the store as unknown outcomes, what they stay should
+        the process end before the reply (handled then like any other), and their replies awaited
+        (MAIL_DATA_TIMEOUT at most).
         """
         self._stopping = True
         self._changed.set()
-        if self._in_flight:
-            _, late = await asyncio.wait(set(self._in_flight), timeout=self._settings.shutdown_timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                logger.warning(
-                    "stopped with %d send(s) in flight; they are retried after DELIVERY_LEASE", len(late)
-                )
-                await asyncio.wait(late)
+        if not self._in_flight:
+            return
+        _, late = await asyncio.wait(set(self._in_flight), timeout=self._settings.shutdown_timeout)
+        if not late:
+            return
+        held = {task for task in late if self._mailer.awaiting_reply(task)}
+        unsent = {task for task in late - held if self._in_flight[task].id in self._sending}
+        for task in unsent:
+            task.cancel()
+        if unsent:
+            logger.warning(
+                "stopped %d send(s) whose message had not gone out; they are sent after DELIVERY_LEASE",
+                len(unsent),
+            )
+        if held:
+            await self._note_held(held)
+        wait = self._mailer.settings.data_timeout + STOP_GRACE
+        _, hung = await asyncio.wait(late, timeout=wait)
+        for task in hung:
+            task.cancel()
+        if hung:
+            logger.error(
+                "stopped %d send(s) still running after %g s; they are retried after DELIVERY_LEASE",
+                len(hung),
+                wait,
+            )
+            await asyncio.wait(hung)
+
+    async def _note_held(self, held: set[asyncio.Task[None]]) -> None:
+        """Note the attempts of `held` sends as unknown outcomes in the store, then say that the process waits for them."""
+        notes = [self.store.note_unknown_outcome(self._in_flight[task], HELD_AT_STOP) for task in held]
+        failed = [
+            each
+            for each in await asyncio.gather(*notes, return_exceptions=True)
+            if isinstance(each, Exception)
+        ]
+        if failed:
+            logger.warning(
+                "could not note %d held send(s) in the store (%s)", len(failed), type(failed[0]).__name__
+            )
+        logger.warning(
+            "stopping: the server holds the message of %d send(s); waiting for its reply (MAIL_DATA_TIMEOUT, %g s at most)",
+            len(held),
+            self._mailer.settings.data_timeout,
+        )
 
     async def deliver_id(self, notification_id: str) -> Status | None:
         """Claim and send one notification if it is due; None when it is not (sent, failed, leased)."""
@@ -188,10 +240,21 @@ class Dispatcher:
                 f"gave up after {budget} attempts (DELIVERY_MAX_ATTEMPTS); last error: {record.last_error}"
             )
             return Outcome(Status.FAILED, "not attempted: attempt budget spent", error=error)
+        earlier = unknown_outcomes(record)
+        why = self._no_more_sends(
+            earlier
+        )  # set only when a process stopped while the server held it (`stop`)
+        if why is not None:
+            error = f"not sent again: {why}; last error: {record.last_error}"
+            return Outcome(Status.FAILED, f"not attempted: {why}", error=error)
         notification = Notification.model_construct(id=record.id, **record.content)
+        self._sending.add(record.id)
         try:
             message = to_message(notification, self._service_name, self._sender)
             result = await self._mailer.send(message, recipients=record.pending)
+        except DeliveryOutcomeUnknownError as error:
+            self._events.attempted(error.failure)
+            return self._unknown(record, str(error), earlier)
         except MailError as error:
             self._events.attempted(error.failure)
             reply = str(error)
@@ -203,6 +266,8 @@ class Dispatcher:
             reply = " ".join(f"{type(error).__name__}: {error}".split())
             logger.exception("notification %s could not be built or sent", record.id)
             return Outcome(Status.FAILED, reply, error=reply)
+        finally:
+            self._sending.discard(record.id)
         self._events.attempted("2xx")
         for address, refusal in result.refused.items():
             logger.warning("notification %s refused for %s: %s", record.id, address, refusal)
@@ -239,6 +304,24 @@ class Dispatcher:
             )
         return Outcome(Status.SENT, reply, accepted=result.accepted, refused=refused, pending=())
 
+    def _unknown(self, record: NotificationRecord, reply: str, earlier: int) -> Outcome:
+        """The outcome of an attempt whose message went out without a reply (`earlier`: such attempts before it):
+        sent once more after the backoff, or failed."""
+        why = self._no_more_sends(earlier + 1)
+        if why is None and record.attempt_count >= self._settings.max_attempts:
+            why = f"gave up after {record.attempt_count} attempts (DELIVERY_MAX_ATTEMPTS)"
+        if why is None:
+            return dataclasses.replace(self._retry(record, reply, record.pending), unknown=True)
+        return Outcome(Status.FAILED, reply, error=f"{reply}; not sent again: {why}", unknown=True)
+
+    def _no_more_sends(self, unknown: int) -> str | None:
+        """Why a notification may not be sent again after `unknown` attempts with an unknown outcome; None: it may."""
+        if unknown and not self._settings.retry_unknown_outcome:
+            return "its outcome is unknown and DELIVERY_RETRY_UNKNOWN_OUTCOME=false keeps it at most once"
+        if unknown > 1:
+            return f"{unknown} attempts had an unknown outcome: another could deliver it a third time"
+        return None
+
     def _retry(self, record: NotificationRecord, reply: str, pending: list[str]) -> Outcome:
         delay = backoff(record.attempt_count, self._settings.retry_backoff, self._settings.retry_backoff_max)
         return Outcome(
@@ -252,6 +335,14 @@ class Dispatcher:
     async def purge(self) -> tuple[int, int]:
         """Apply retention now (see `apply_retention`)."""
         return await apply_retention(self.store, self._retention)
+
+
+def unknown_outcomes(record: NotificationRecord) -> int:
+    """How many attempts of `record`'s current attempt budget (since an operator's retry renewed it, if one did)
+    ended with an unknown outcome."""
+    recorded = record.attempt_count - 1  # the claim of this attempt counted it already
+    recent = record.attempts[-recorded:] if recorded > 0 else []
+    return sum(attempt.get("outcome") == OUTCOME_UNKNOWN for attempt in recent)
 
 
 async def apply_retention(store: NotificationStore, retention: StoreSettings) -> tuple[int, int]:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from ..mail.core.loading import EnvSettings
 
 HOUR = 3600
 DAY = 24 * HOUR
 
 
-class DeliverySettings(BaseSettings):
+class DeliverySettings(EnvSettings):
     """How the delivery core claims and retries notifications, from `DELIVERY_*` variables."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="DELIVERY_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_")
 
     lease: float = Field(
         default=60.0,
@@ -43,6 +43,14 @@ class DeliverySettings(BaseSettings):
         le=HOUR,
         description="Seconds before the first retry; doubles with each, plus jitter.",
     )
+    retry_unknown_outcome: bool = Field(
+        default=True,
+        description=(
+            "Send once more, after DELIVERY_RETRY_BACKOFF and with the same Message-ID, a message whose end of DATA got "
+            "no reply (connection lost, or no answer within MAIL_DATA_TIMEOUT): nothing is lost, at the price of a rare "
+            "duplicate; a second unknown outcome fails it. false: it fails at once (at most once)."
+        ),
+    )
     retry_backoff_max: float = Field(
         default=600.0, gt=0, le=DAY, description="Longest wait between retries, in seconds."
     )
@@ -53,5 +61,8 @@ class DeliverySettings(BaseSettings):
         default=10.0,
         ge=0,
         le=HOUR,
-        description="Seconds a stopping process waits for its sends in flight; the rest stays queued.",
+        description=(
+            "Seconds a stopping process waits for its sends in flight; those whose message has not gone out stay "
+            "queued, those the server holds (end of DATA sent) get their reply, MAIL_DATA_TIMEOUT at most."
+        ),
     )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 __all__ = ["CORE", "EXTRAS", "Extra", "missing"]
 
-CORE = ("fastapi-mail>=1.6.8,<2", "aiosmtplib>=5.1,<6", "pydantic>=2.7,<3", "pydantic-settings>=2.4,<3")
-"""What the package always needs (fastapi-mail brings email-validator, jinja2, httpx and cryptography)."""
+CORE = ("fastapi-mail>=1.6.8,<2", "aiosmtplib>=5.1,<6", "pydantic>=2.7,<3", "pydantic-settings>=2.7,<3")
+"""What the package always needs (fastapi-mail brings email-validator with idna, jinja2, httpx and cryptography)."""
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,6 @@ class Mailer(SmtpMailer):
     """
 
     def __init__(self, settings: MailSettings, events: MailEvents | None = None) -> None:
-        signer = settings.dkim_signer
         super().__init__(
-            settings,
-            login=login_for(settings, events),
-            sign=signer.sign if signer is not None else None,
-            events=events,
+            settings, login=login_for(settings, events), sign=settings.dkim_sign(), events=events
         )

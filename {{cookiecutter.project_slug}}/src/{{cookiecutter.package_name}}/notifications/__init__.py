@@ -49,6 +49,15 @@ def bare(addresses: list[str]) -> list[NameEmail]:
     return [NameEmail(name=address, email=address) for address in addresses]
 
 
+def display_id(notification_id: str) -> str:
+    """`notification_id` as a reader sees it, in groups of 8 characters joined by hyphens ("1f3c2b4a-9d8e7f61-...").
+
+    Printed bare, a hex id that starts with 1 or 3 and has no 0 (1.7 % of them) reads as a Bitcoin address to
+    SpamAssassin (PDS_BTC_ID: 26 to 35 base58 characters starting with 1 or 3); no group is that long.
+    """
+    return "-".join(notification_id[start : start + 8] for start in range(0, len(notification_id), 8))
+
+
 def message_id(notification_id: str, sender: str) -> str:
     """The Message-ID of a notification: `<id@sender's domain>`, the same on every attempt."""
     return f"<{notification_id}@{sender.rpartition('@')[2]}>"
@@ -75,6 +84,7 @@ def to_message(notification: Notification, service_name: str, sender: str) -> Me
         "body": notification.body,
         "service_name": service_name,
         "notification_id": notification.id,
+        "notification_ref": display_id(notification.id),  # what the layouts print (see `display_id`)
     }
     return TEMPLATES.message(
         "notification",

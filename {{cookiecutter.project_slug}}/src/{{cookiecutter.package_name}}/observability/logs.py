@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Literal, TextIO
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..mail.core.loading import EnvSettings
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 NOTIFICATION_ID: ContextVar[str | None] = ContextVar("notification_id", default=None)
@@ -38,10 +39,8 @@ LIBRARY_LEVEL = logging.WARNING
 """The level of every other logger: the libraries'."""
 
 
-class LogSettings(BaseSettings):
+class LogSettings(EnvSettings):
     """How much is logged, and how (`LOG_*` variables, and `.env`)."""
-
-    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True)
 
     log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field(

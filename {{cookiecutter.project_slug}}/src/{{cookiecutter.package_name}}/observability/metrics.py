@@ -20,8 +20,10 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..mail.core.loading import EnvSettings
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 """The folder shared by every process of the service, or None: this process's own registry."""
@@ -38,12 +40,10 @@ if MULTIPROCESS_DIR is not None:  # before any metric is made
     values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 
-class MetricsSettings(BaseSettings):
+class MetricsSettings(EnvSettings):
     """Whether the service counts and serves metrics, from METRICS_* variables (and `.env`)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="METRICS_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="METRICS_")
 
     enabled: bool = Field(
         default=True,
@@ -54,6 +54,8 @@ class MetricsSettings(BaseSettings):
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods labelled as themselves; any other token a server accepts is labelled `other`."""
 RECEIVED_OUTCOMES = (
     "queued",
     "idempotent_repeat",
@@ -63,6 +65,8 @@ RECEIVED_OUTCOMES = (
     "rate_limited",
     "error",
 )
+RATE_LIMITED = "rate_limited"
+"""The key of the request's state that says API_RATE_LIMIT refused it (a 429 otherwise means failed logins)."""
 DELIVERY_OUTCOMES = ("sent", "retried", "failed")
 HOLD_REASONS = ("message_rate", "recipient_rate", "pace", "throttle", "quota")
 
@@ -74,7 +78,8 @@ class Instruments:
         self.received = Counter(
             "notifications_received",
             "POST /notifications by outcome: queued, idempotent_repeat, or rejected as invalid (422), "
-            "over_limit (413, 408), unauthorized (401), rate_limited (429), error (5xx).",
+            "over_limit (413, 408, 503), unauthorized (401, 429 after failed logins), rate_limited (429 over "
+            "API_RATE_LIMIT), error (other 5xx).",
             ["outcome"],
         )
         self.attempts = Counter(
@@ -199,11 +204,16 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            method, route = scope["method"], route_template(scope)
+            method, route = method_label(scope["method"]), route_template(scope)
             self._m.http_requests.labels(method, route, str(status)).inc()
             self._m.http_duration.labels(method, route).observe(time.perf_counter() - started)
             if route == "/notifications" and method == "POST":
                 self._m.received.labels(received_outcome(status, scope)).inc()
+
+
+def method_label(method: str) -> str:
+    """`method` if it is one of HTTP_METHODS, else "other" (a label value must come from a fixed set)."""
+    return method if method in HTTP_METHODS else "other"
 
 
 def route_template(scope: Scope) -> str:
@@ -223,12 +233,12 @@ def received_outcome(status: int, scope: Scope) -> str:
     if status < 300:
         outcome = scope.get("state", {}).get("notification_outcome")
         return outcome if outcome in RECEIVED_OUTCOMES else "queued"
-    if status in (401, 403):
-        return "unauthorized"
-    if status in (408, 413):
-        return "over_limit"
-    if status == 429:
+    if status == 429 and scope.get("state", {}).get(RATE_LIMITED):
         return "rate_limited"
+    if status in (401, 403, 429):  # 429: the address failed to authenticate too often
+        return "unauthorized"
+    if status in (408, 413, 503):  # 503: the bodies in flight are capped
+        return "over_limit"
     return "error" if status >= 500 else "invalid"
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..mail.core.loading import EnvSettings
 from ..mail.providers import provider_of
 
 NOTATION_HINT = (
@@ -22,10 +22,8 @@ NOTATION_HINT = (
 )
 
 
-class RateLimitSettings(BaseSettings):
+class RateLimitSettings(EnvSettings):
     """How much may be sent, and asked of the API, per period: for every process of the service together."""
-
-    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True)
 
     mail_rate_limit: str | None = Field(
         default=None,

@@ -2,12 +2,25 @@
 
 from .models import NotificationRecord, Status
 from .rate_limits import RateLimitHit
-from .repository import Backlog, IdempotencyKeyReusedError, NotificationStore, Outcome, open_engine, utcnow
+from .repository import (
+    OUTCOME_UNKNOWN,
+    Added,
+    Backlog,
+    ClientNotifications,
+    IdempotencyKeyReusedError,
+    NotificationStore,
+    Outcome,
+    open_engine,
+    utcnow,
+)
 from .schema import SchemaError, check_schema, upgrade
 from .settings import StoreSettings
 
 __all__ = [
+    "OUTCOME_UNKNOWN",
+    "Added",
     "Backlog",
+    "ClientNotifications",
     "IdempotencyKeyReusedError",
     "NotificationRecord",
     "NotificationStore",

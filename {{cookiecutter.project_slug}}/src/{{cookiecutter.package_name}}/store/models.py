@@ -49,19 +49,24 @@ class Base(DeclarativeBase):
 
 
 class NotificationRecord(Base):
-    """One accepted notification, its content until retention removes it, and every attempt to send it.
+    """One accepted notification of one API client, its content until retention removes it, and every
+    attempt to send it.
 
     `pending` lists the recipients still to send to (all of them at first; later only those a
-    server refused with a 4xx reply). `attempts` is a list of `{"at", "reply", "recipients"}`.
+    server refused with a 4xx reply). `attempts` is a list of `{"at", "reply", "outcome"}`: the
+    outcome is the status the attempt led to, or `outcome_unknown` (no reply to the message that went out).
     """
 
     __tablename__ = "notifications"
     __table_args__ = (
         Index(None, "status", "next_attempt_at"),
-        Index(None, "idempotency_key", unique=True),
+        Index(None, "client", "idempotency_key", unique=True),
+        Index(None, "client", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64))
+    """The API client that created it (the name in API_KEYS); only that client sees it."""
     status: Mapped[str] = mapped_column(String(16))
     content: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     pending: Mapped[list[str]] = mapped_column(JSON)

@@ -10,20 +10,36 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from .models import NotificationRecord, Status
 
-__all__ = ["Backlog", "IdempotencyKeyReusedError", "NotificationStore", "Outcome", "open_engine", "utcnow"]
+__all__ = [
+    "OUTCOME_UNKNOWN",
+    "Added",
+    "Backlog",
+    "ClientNotifications",
+    "IdempotencyKeyReusedError",
+    "NotificationStore",
+    "Outcome",
+    "open_engine",
+    "utcnow",
+]
 
 T = TypeVar("T")
+WriteLock: TypeAlias = asyncio.Lock | contextlib.nullcontext[None]
+"""SQLite: this process's writes take turns; PostgreSQL: none needed."""
 CLAIMABLE = (Status.QUEUED, Status.RETRYING)
 FINISHED = (Status.SENT, Status.FAILED)
+OUTCOME_UNKNOWN = "outcome_unknown"
+"""The `outcome` of an attempt whose message went out but got no reply: the server may have accepted it, or not.
+(Every other attempt's `outcome` is the status it led to.)"""
 
 
 class IdempotencyKeyReusedError(ValueError):
@@ -42,6 +58,17 @@ class Outcome:
     """The recipients still to send to; None: those of this attempt."""
     next_attempt_at: datetime | None = None
     error: str | None = None
+    unknown: bool = False
+    """The message went out but no reply came: the attempt is recorded as OUTCOME_UNKNOWN."""
+
+
+@dataclass(frozen=True)
+class Added:
+    """What `ClientNotifications.add` did: a new notification, or the one already kept under its Idempotency-Key."""
+
+    id: str
+    status: Status
+    created: bool
 
 
 @dataclass(frozen=True)
@@ -119,8 +146,22 @@ class GroupCommit(Generic[T]):
                     future.set_result(result)
 
 
+class ClientSession(Session):
+    """A session of the store: with `info["client"]`, every statement it runs on notifications (select,
+    update, delete) is limited to that client's rows."""
+
+
+@event.listens_for(ClientSession, "do_orm_execute")
+def _only_the_clients_rows(state: ORMExecuteState) -> None:
+    client = state.session.info.get("client")
+    if client is not None and (state.is_select or state.is_update or state.is_delete):
+        state.statement = state.statement.options(
+            with_loader_criteria(NotificationRecord, NotificationRecord.client == client)
+        )
+
+
 class NotificationStore:
-    """Notifications as rows: add, look up, claim with a lease, record each attempt, purge.
+    """Notifications as rows: claim with a lease, record each attempt, purge; `for_client` adds and looks up.
 
     New notifications and outcomes are group-committed. On SQLite, which has one writer at a
     time, this process's writes also take turns on a lock instead of sleeping on a busy database.
@@ -128,11 +169,9 @@ class NotificationStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ClientSession)
         single_writer = engine.dialect.name == "sqlite"
-        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
-            asyncio.Lock() if single_writer else contextlib.nullcontext()
-        )
+        self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
         self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
 
@@ -158,96 +197,19 @@ class NotificationStore:
         """Close the engine's connections."""
         await self.engine.dispose()
 
-    async def add(
-        self,
-        notification_id: str,
-        content: dict[str, Any],
-        recipients: Sequence[str],
-        *,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        key_ttl: float = 86400,
-        request_id: str | None = None,
-    ) -> tuple[str, bool]:
-        """Commit a new `queued` notification, created by request `request_id`; returns (id, created).
-
-        With `idempotency_key`, a notification kept under the same key (younger than `key_ttl`
-        seconds) is answered instead: (its id, False). Raises `IdempotencyKeyReusedError` when
-        that one was created from another `request_hash`.
-        """
-        now = utcnow()
-        record = {
-            "id": notification_id,
-            "status": Status.QUEUED,
-            "content": content,
-            "pending": list(recipients),
-            "accepted": [],
-            "refused": {},
-            "attempts": [],
-            "attempt_count": 0,
-            "next_attempt_at": now,
-            "idempotency_key": idempotency_key,
-            "request_hash": request_hash,
-            "request_id": request_id,
-            "created_at": now,
-        }
-        if idempotency_key is None:
-            await self._inserts.submit(record)
-            return notification_id, True
-        for _ in range(3):
-            try:
-                async with self._write_lock, self._sessions.begin() as session:
-                    session.add(NotificationRecord(**record))
-                return notification_id, True
-            except IntegrityError:
-                pass
-            existing = await self._by_key(idempotency_key)
-            if existing is None:
-                continue  # purged in between: try again
-            if existing.created_at < now - timedelta(seconds=key_ttl):
-                await self._forget_key(existing.id)
-                continue
-            if existing.request_hash != request_hash:
-                raise IdempotencyKeyReusedError(idempotency_key)
-            return existing.id, False
-        raise RuntimeError(f"could not store notification {notification_id} under its idempotency key")
-
-    async def _by_key(self, key: str) -> NotificationRecord | None:
-        async with self._sessions() as session:
-            found: NotificationRecord | None = await session.scalar(
-                select(NotificationRecord).where(NotificationRecord.idempotency_key == key)
-            )
-            return found
-
-    async def _forget_key(self, notification_id: str) -> None:
-        async with self._write_lock, self._sessions.begin() as session:
-            await session.execute(
-                update(NotificationRecord)
-                .where(NotificationRecord.id == notification_id)
-                .values(idempotency_key=None)
-            )
-
     async def ping(self) -> None:
         """Raise unless the database answers a trivial query on the notifications table."""
         async with self._sessions() as session:
             await session.execute(select(NotificationRecord.id).limit(1))
 
     async def get(self, notification_id: str) -> NotificationRecord | None:
-        """The notification with `notification_id`, or None."""
+        """The notification with `notification_id`, whichever client's it is, or None."""
         async with self._sessions() as session:
             return await session.get(NotificationRecord, notification_id)
 
-    async def page(
-        self, status: Status | None = None, *, after: str | None = None, limit: int = 50
-    ) -> list[NotificationRecord]:
-        """Up to `limit` notifications (optionally of one `status`), ordered by id, after id `after`."""
-        query = select(NotificationRecord).order_by(NotificationRecord.id).limit(limit)
-        if status is not None:
-            query = query.where(NotificationRecord.status == status)
-        if after is not None:
-            query = query.where(NotificationRecord.id > after)
-        async with self._sessions() as session:
-            return list(await session.scalars(query))
+    def for_client(self, client: str) -> ClientNotifications:
+        """The store as API client `client` sees it: its own notifications only."""
+        return ClientNotifications(client, self.engine, self._write_lock, self._inserts)
 
     async def claim(
         self, limit: int, lease: float, notification_id: str | None = None
@@ -293,10 +255,22 @@ class NotificationStore:
         until = utcnow() + timedelta(seconds=lease)
         return await self._outcomes.submit((claimed.id, claimed.lease_token, {"lease_until": until}))
 
+    async def note_unknown_outcome(self, claimed: NotificationRecord, reply: str) -> bool:
+        """Note the attempt running on `claimed` as OUTCOME_UNKNOWN before it ends (its message went out, no reply
+        yet): what it stays should this process end first; `record` replaces it. False if the lease was lost."""
+        attempt = {"at": utcnow().isoformat(), "reply": reply, "outcome": OUTCOME_UNKNOWN}
+        return await self._outcomes.submit(
+            (claimed.id, claimed.lease_token, {"attempts": [*claimed.attempts, attempt]})
+        )
+
     async def record(self, claimed: NotificationRecord, outcome: Outcome) -> bool:
         """Record `outcome` of the attempt on `claimed`; False if its lease was lost meanwhile."""
         now = utcnow()
-        attempt = {"at": now.isoformat(), "reply": outcome.reply}
+        attempt = {
+            "at": now.isoformat(),
+            "reply": outcome.reply,
+            "outcome": OUTCOME_UNKNOWN if outcome.unknown else str(outcome.status),
+        }
         refused = {**claimed.refused, **(outcome.refused or {})}
         for address in outcome.accepted:
             refused.pop(address, None)
@@ -313,19 +287,6 @@ class NotificationStore:
             "finished_at": now if outcome.status in FINISHED else None,
         }
         return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
-
-    async def retry(self, notification_id: str) -> bool:
-        """Queue a `failed` notification again (its content must still be kept); False otherwise."""
-        table = NotificationRecord
-        async with self._write_lock, self._sessions.begin() as session:
-            failed = await session.get(table, notification_id, with_for_update=True)
-            if failed is None or failed.status != Status.FAILED or failed.content is None:
-                return False
-            failed.status = Status.QUEUED
-            failed.attempt_count = 0
-            failed.next_attempt_at = utcnow()
-            failed.finished_at = None
-            return True
 
     async def due(self, limit: int) -> list[tuple[str, datetime]]:
         """Up to `limit` notifications due now, or whose lease expired, each with the time it became due
@@ -393,3 +354,124 @@ class NotificationStore:
                 .execution_options(synchronize_session=False)
             )
         return int(getattr(bodies, "rowcount", 0)), int(getattr(rows, "rowcount", 0))
+
+
+class ClientNotifications:
+    """One API client's notifications: add, look up, list, retry. Every statement runs in a session bound
+    to the client (`ClientSession`), so it reads and changes only that client's rows, whatever it selects;
+    another client's notification is as absent as an unknown one."""
+
+    def __init__(
+        self,
+        client: str,
+        engine: AsyncEngine,
+        write_lock: WriteLock,
+        inserts: GroupCommit[dict[str, Any]],
+    ) -> None:
+        self.client = client
+        self._sessions = async_sessionmaker(
+            engine, expire_on_commit=False, sync_session_class=ClientSession, info={"client": client}
+        )
+        self._write_lock = write_lock
+        self._inserts = inserts
+
+    async def add(
+        self,
+        notification_id: str,
+        content: dict[str, Any],
+        recipients: Sequence[str],
+        *,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        key_ttl: float = 86400,
+        request_id: str | None = None,
+    ) -> Added:
+        """Commit a new `queued` notification, created by request `request_id`.
+
+        With `idempotency_key`, a notification this client keeps under the same key (younger than
+        `key_ttl` seconds) is answered instead, with its current status. Raises
+        `IdempotencyKeyReusedError` when that one was created from another `request_hash`.
+        """
+        now = utcnow()
+        record = {
+            "id": notification_id,
+            "client": self.client,
+            "status": Status.QUEUED,
+            "content": content,
+            "pending": list(recipients),
+            "accepted": [],
+            "refused": {},
+            "attempts": [],
+            "attempt_count": 0,
+            "next_attempt_at": now,
+            "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+            "request_id": request_id,
+            "created_at": now,
+        }
+        new = Added(notification_id, Status.QUEUED, created=True)
+        if idempotency_key is None:
+            await self._inserts.submit(record)
+            return new
+        for _ in range(3):
+            try:
+                async with self._write_lock, self._sessions.begin() as session:
+                    session.add(NotificationRecord(**record))
+                return new
+            except IntegrityError:
+                pass
+            existing = await self._by_key(idempotency_key)
+            if existing is None:
+                continue  # purged in between: try again
+            if existing.created_at < now - timedelta(seconds=key_ttl):
+                await self._forget_key(existing.id)
+                continue
+            if existing.request_hash != request_hash:
+                raise IdempotencyKeyReusedError(idempotency_key)
+            return Added(existing.id, Status(existing.status), created=False)
+        raise RuntimeError(f"could not store notification {notification_id} under its idempotency key")
+
+    async def _by_key(self, key: str) -> NotificationRecord | None:
+        async with self._sessions() as session:
+            found: NotificationRecord | None = await session.scalar(
+                select(NotificationRecord).where(NotificationRecord.idempotency_key == key)
+            )
+            return found
+
+    async def _forget_key(self, notification_id: str) -> None:
+        async with self._write_lock, self._sessions.begin() as session:
+            await session.execute(
+                update(NotificationRecord)
+                .where(NotificationRecord.id == notification_id)
+                .values(idempotency_key=None)
+            )
+
+    async def get(self, notification_id: str) -> NotificationRecord | None:
+        """This client's notification with `notification_id`, or None."""
+        async with self._sessions() as session:
+            return await session.get(NotificationRecord, notification_id)
+
+    async def page(
+        self, status: Status | None = None, *, after: str | None = None, limit: int = 50
+    ) -> list[NotificationRecord]:
+        """Up to `limit` of this client's notifications (optionally of one `status`), ordered by id, after id `after`."""
+        query = select(NotificationRecord).order_by(NotificationRecord.id).limit(limit)
+        if status is not None:
+            query = query.where(NotificationRecord.status == status)
+        if after is not None:
+            query = query.where(NotificationRecord.id > after)
+        async with self._sessions() as session:
+            return list(await session.scalars(query))
+
+    async def retry(self, notification_id: str) -> bool:
+        """Queue a `failed` notification again (its content must still be kept); False otherwise."""
+        table = NotificationRecord
+        async with self._write_lock, self._sessions.begin() as session:
+            failed = await session.get(table, notification_id, with_for_update=True)
+            if failed is None or failed.status != Status.FAILED or failed.content is None:
+                return False
+            failed.status = Status.QUEUED
+            failed.attempt_count = 0
+            failed.next_attempt_at = utcnow()
+            failed.finished_at = None
+            return True

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from ..mail.core.loading import EnvSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///notifications.db"
 DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -13,16 +15,10 @@ HOUR = 3600
 DAY = 24 * HOUR
 
 
-class StoreSettings(BaseSettings):
+class StoreSettings(EnvSettings):
     """The notification store: `DATABASE_URL`, idempotency keys and retention."""
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_ignore_empty=True,
-        extra="ignore",
-        frozen=True,
-        hide_input_in_errors=True,  # DATABASE_URL may hold a password
-    )
+    model_config = SettingsConfigDict(hide_input_in_errors=True)  # DATABASE_URL may hold a password
 
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,

@@ -1,6 +1,9 @@
 """Addresses as they go out: international domains in punycode, no display name made up from a local part.
 
-IDN domains are written in punycode, so SMTPUTF8 is needed only for a non-ASCII local part.
+IDN domains are written as A-labels (punycode) in the headers and the envelope alike, so SMTPUTF8 is
+needed only for a non-ASCII local part. They are converted by IDNA 2008 with UTS 46 non-transitional
+mapping (the `idna` package, which email-validator brings), as browsers and registries do: Python's
+own `idna` codec is IDNA 2003, which turns "straße.de" into "strasse.de", another domain.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from email.charset import Charset
 from email.message import Message
 from email.utils import formataddr, getaddresses
 
+import idna
 from fastapi_mail import MessageSchema
 from pydantic import NameEmail
 
@@ -20,13 +24,13 @@ _ADDRESS_FIELDS = ("recipients", "cc", "bcc", "reply_to")
 
 
 def ascii_domain(address: str) -> str:
-    """`address` with an international domain in punycode ("user@xn--bcher-kva.example")."""
+    """`address` with an international domain as its A-label ("user@xn--bcher-kva.example"; IDNA 2008, UTS 46)."""
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
+        return f"{local}@{idna.encode(domain, uts46=True, transitional=False).decode('ascii')}"
+    except UnicodeError:  # idna.IDNAError
         raise ValueError(f"the domain of {address!r} is not a valid international domain name") from None
 
 

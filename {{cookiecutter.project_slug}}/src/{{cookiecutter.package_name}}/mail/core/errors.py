@@ -21,6 +21,7 @@ __all__ = [
     "PermanentMailError",
     "TransientMailError",
     "classify",
+    "is_disconnect",
     "printable",
     "redact",
 ]
@@ -73,9 +74,10 @@ class PermanentMailError(MailError):
 
 
 class DeliveryOutcomeUnknownError(PermanentMailError):
-    """The message was sent but the server's reply to it never came: it may have been delivered.
+    """The message was sent but the server's reply to it never came: it may have been delivered, or not.
 
-    Not retried, because a retry could deliver the message twice.
+    The `Mailer` does not send it again (a retry could deliver it twice); its caller decides, and a
+    caller that does should keep the Message-ID, so that a duplicate can be recognised.
     """
 
     failure = "no_reply"
@@ -181,6 +183,13 @@ def _describe(error: BaseException, connected: bool) -> tuple[bool, int | None, 
     if isinstance(error, ValueError):
         return False, None, _text(error)
     return False, None, f"{type(error).__name__}: {_text(error)}"
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """True when the server closed the session (lost connection or "421 closing")."""
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return error.code == 421
+    return isinstance(error, aiosmtplib.SMTPServerDisconnected)
 
 
 def causes_of(error: BaseException) -> Iterator[BaseException]:

@@ -1,15 +1,37 @@
-"""Loading settings from the environment: one message naming every bad variable, never a value."""
+"""Loading settings from the environment: one message naming every bad variable, never a value.
+
+`EnvSettings` is how every settings class reads its variables: from the environment and from `.env`
+in the working directory, the environment winning. A variable set to the empty string means its
+default, wherever it is set: `MAIL_DKIM_DOMAIN=` exported (or from compose's `${VAR}` of an unset
+variable) turns signing off even when `.env` sets a domain, and an empty line in `.env` is no setting.
+"""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import AliasChoices, ValidationError
-from pydantic_settings import BaseSettings
+from pydantic import AliasChoices, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["SettingsError", "SettingsT", "describe_errors", "env_name", "load_settings"]
+__all__ = ["EnvSettings", "SettingsError", "SettingsT", "describe_errors", "env_name", "load_settings"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class EnvSettings(BaseSettings):
+    """Settings from the environment over `.env` (another file: `_env_file="path/.env"`); an empty value means
+    the default, and an empty variable in the environment hides `.env`'s value."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # env_ignore_empty stays False: an empty variable must still hide .env's value (the environment wins)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        """Drop empty values (from the environment, `.env` or keywords), so each field takes its default."""
+        if isinstance(data, dict):
+            return {name: value for name, value in data.items() if value != ""}
+        return data
 
 
 class SettingsError(ValueError):

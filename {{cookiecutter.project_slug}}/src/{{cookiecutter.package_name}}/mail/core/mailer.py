@@ -7,10 +7,12 @@ single SMTP transaction. Messages are still built by fastapi-mail, once per mess
 
 Transient failures (lost connection, timeout, 4xx reply) are retried with exponential backoff
 and jitter; permanent ones (5xx reply, refused login, TLS or settings problems) are raised at
-once, and so is a missing reply to the end of the data (MAIL_DATA_TIMEOUT): the message may have
-been delivered, and a retry could duplicate it. A pooled session the server closed is replaced
-without counting as an attempt. How to log in and how to sign are given (`Login`, `Sign`): the
-package's `Mailer` passes those its settings ask for.
+once, and so is a missing reply to the end of the data (`DeliveryOutcomeUnknownError`): the message
+may have been delivered, so the caller decides whether to send it again. While a send waits for
+that reply (up to MAIL_DATA_TIMEOUT), the server holds the message: `awaiting_reply` tells a caller
+about to cancel it. A pooled session the server closed is replaced without counting as an attempt.
+How to log in and how to sign are given (`Login`, `Sign`): the package's `Mailer` passes those its
+settings ask for.
 
 A mailer belongs to the event loop that first uses it.
 """
@@ -22,13 +24,13 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import aiosmtplib
 from fastapi_mail import MessageSchema
 
 from .backoff import backoff
-from .errors import MailError, PermanentMailError, TransientMailError, classify, printable
+from .errors import MailError, PermanentMailError, TransientMailError, classify, is_disconnect, printable
 from .events import MailEvents
 from .message import Envelope, MessageBuilder, Sign
 from .pool import SessionPool
@@ -85,6 +87,7 @@ class SmtpMailer:
         for warning in settings.warnings():
             logger.warning(warning)
         self._in_flight = 0
+        self._awaiting_reply: set[asyncio.Task[Any]] = set()
         self._drained = asyncio.Event()
         self._drained.set()
         self._closed = False
@@ -95,6 +98,16 @@ class SmtpMailer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    @property
+    def settings(self) -> SmtpSettings:
+        """The settings it sends with."""
+        return self._settings
+
+    def awaiting_reply(self, task: asyncio.Task[Any]) -> bool:
+        """True while `task` is in a send whose message went out and whose reply has not come (MAIL_DATA_TIMEOUT
+        at most): the server holds the message, so cancelling `task` now leaves the outcome unknown."""
+        return task in self._awaiting_reply
+
     async def send(
         self, message: MessageSchema, *, recipients: Sequence[str] | None = None
     ) -> DeliveryResult:
@@ -102,8 +115,9 @@ class SmtpMailer:
 
         Retries happen inside this call (up to MAIL_MAX_RETRIES, with backoff). A closed mailer
         raises `MailerClosedError`, a `MailError` too. `recipients` limits the envelope to some of
-        the message's addresses (e.g. those a server deferred); by default it holds every To, Cc
-        and Bcc address. A `Message-ID` in `message.headers` is kept (the same on every attempt).
+        the message's addresses (e.g. those a server deferred; the result names them as given); by
+        default it holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept
+        (the same on every attempt).
         """
         self._ensure_open()
         self._in_flight += 1
@@ -195,6 +209,7 @@ class SmtpMailer:
                     mail_options=envelope.mail_options,
                     data_timeout=self._settings.data_timeout,
                     action=envelope.action,
+                    waiting=self._awaiting_reply,
                 )
             except BaseException as error:
                 self._pool.discard(session)
@@ -202,7 +217,7 @@ class SmtpMailer:
                     raise
                 failed = classify(error, envelope.action, self._secrets, connected=True)
                 self._events.transaction_finished(time.perf_counter() - started, failed.failure)
-                if session.sent and _is_disconnect(error):
+                if session.sent and is_disconnect(error):
                     logger.debug(
                         "the server closed a pooled session to %s; replacing it", self._settings.where
                     )
@@ -215,8 +230,11 @@ class SmtpMailer:
     def _result(
         self, envelope: Envelope, refused: Mapping[str, aiosmtplib.SMTPResponse], attempts: int, reply: str
     ) -> DeliveryResult:
-        refusals = {address: printable(f"{reply.code} {reply.message}") for address, reply in refused.items()}
-        accepted = tuple(address for address in envelope.recipients if address not in refusals)
+        refusals = {
+            envelope.given(address): printable(f"{reply.code} {reply.message}")
+            for address, reply in refused.items()
+        }
+        accepted = tuple(envelope.given(address) for address in envelope.recipients if address not in refused)
         if refusals:
             logger.warning(
                 "%s: the server refused %s; accepted %d other recipient(s)",
@@ -225,10 +243,3 @@ class SmtpMailer:
                 len(accepted),
             )
         return DeliveryResult(envelope.message_id, accepted, refusals, attempts, " ".join(reply.split()))
-
-
-def _is_disconnect(error: Exception) -> bool:
-    """True when the server closed the session (lost connection or "421 closing")."""
-    if isinstance(error, aiosmtplib.SMTPResponseException):
-        return error.code == 421
-    return isinstance(error, aiosmtplib.SMTPServerDisconnected)

@@ -9,8 +9,8 @@ bytes every attempt sends (signed, when a signer is given).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from email.utils import make_msgid
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from aiosmtplib.email import extract_recipients, extract_sender
 from fastapi_mail import ConnectionConfig, FastMail, MessageSchema
 from pydantic import SecretStr
 
-from .addresses import international_addresses, outgoing_addresses
+from .addresses import ascii_domain, international_addresses, outgoing_addresses
 from .errors import printable
 from .mime import drop_multipart_encodings, serialize, single_message_id
 from .settings import SmtpSettings
@@ -36,7 +36,11 @@ Sign = Callable[[bytes], bytes]
 
 @dataclass(frozen=True)
 class Envelope:
-    """A message built once and flattened to the bytes every attempt sends."""
+    """A message built once and flattened to the bytes every attempt sends.
+
+    `recipients` are the addresses as sent (international domains as A-labels); `named` maps those that
+    differ to the address the caller gave (`recipients=` of `send`).
+    """
 
     message_id: str
     notification_id: str
@@ -44,6 +48,11 @@ class Envelope:
     recipients: tuple[str, ...]
     data: bytes
     mail_options: tuple[str, ...]
+    named: Mapping[str, str] = field(default_factory=dict)
+
+    def given(self, address: str) -> str:
+        """`address` (one of `recipients`) as the caller gave it."""
+        return self.named.get(address, address)
 
     @property
     def subject(self) -> str:
@@ -98,7 +107,8 @@ class MessageBuilder:
         self._sign = sign
 
     async def build(self, message: MessageSchema, only: Sequence[str] | None = None) -> Envelope:
-        """The envelope of `message`, to all its To, Cc and Bcc addresses or `only` to those given.
+        """The envelope of `message`, to all its To, Cc and Bcc addresses or `only` to those given (their
+        international domains as A-labels, as in the headers, so an ASCII local part needs no SMTPUTF8).
 
         A Message-ID in `message.headers` is kept (the same on every attempt); otherwise one on MAIL_FROM's
         domain is made.
@@ -114,7 +124,8 @@ class MessageBuilder:
             single_message_id(drop_multipart_encodings(built[0] if isinstance(built, list) else built))
         )
         sender = extract_sender(mime)
-        recipients = tuple(extract_recipients(mime)) if only is None else tuple(only)
+        as_given = tuple(extract_recipients(mime)) if only is None else tuple(only)
+        recipients = tuple(ascii_domain(address) for address in as_given)
         if not sender or not recipients:
             raise ValueError("the message needs a sender and at least one recipient")
         utf8 = not all(address.isascii() for address in (sender, *recipients))
@@ -126,4 +137,5 @@ class MessageBuilder:
             recipients=recipients,
             data=self._sign(data) if self._sign is not None else data,
             mail_options=("SMTPUTF8",) if utf8 else (),
+            named={sent: name for sent, name in zip(recipients, as_given, strict=True) if sent != name},
         )

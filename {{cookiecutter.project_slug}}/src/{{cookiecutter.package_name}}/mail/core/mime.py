@@ -1,4 +1,4 @@
-"""The bytes of a message on the wire: every header line is a real header line.
+"""The bytes of a message on the wire: every header line is a real header line, and text reads back as it was.
 
 compat32 (the policy of fastapi-mail's messages) folds a header on every `str.splitlines()`
 boundary, so a VT or FS in a long subject would start a new header line. `serialize` checks
@@ -6,11 +6,19 @@ each folded header: the only line break in it is the folding one, followed by wh
 no control character; no line over RFC 5322's 998 characters (a long word is re-encoded as
 RFC 2047 encoded words, which may be split anywhere). Anything else is refused (`ValueError`).
 With SMTPUTF8, address headers with a non-ASCII local part go out as UTF-8 (RFC 6532).
+
+A subject (or Comments: the text headers readers show) must read back as written. compat32 would send a
+literal "=?utf-8?q?...?=" as it is (every reader decodes it into something else) and fold a long
+first word onto a line of its own after an empty first line (read back with a leading space). Here
+such text is folded only at its own white space, the first word always on the first line, and
+written as encoded words when plain text cannot carry it: not ASCII, "=?" inside, white space first,
+or a word too long for a line.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from email.charset import Charset
 from email.generator import BytesGenerator
@@ -30,6 +38,10 @@ MAX_LINE = 998
 """RFC 5322 2.1.1: at most 998 characters per line, without the CRLF."""
 
 _UTF8 = Charset("utf-8")
+_TEXT_HEADERS = frozenset({"subject", "comments"})
+"""Unstructured headers whose text readers show (RFC 5322 3.6.5), and decode when it holds encoded words."""
+_TOKENS = re.compile(r"[ \t]*[^ \t]+|[ \t]+$")
+"""A word with the white space before it, or the white space that ends the value."""
 
 
 class _SmtpPolicy(Compat32):
@@ -52,8 +64,15 @@ class _SmtpPolicy(Compat32):
             problem = header_problem(value)
             if problem is not None:
                 raise ValueError(f"the {name} header {problem}")
-            if value.isascii() and len(name) + len(value) + 2 <= (self.max_line_length or 0):
+            if (
+                value.isascii()
+                and len(name) + len(value) + 2 <= (self.max_line_length or 0)
+                and "=?" not in value
+                and not value.startswith((" ", "\t"))
+            ):
                 return f"{name}: {value}{linesep}".encode("ascii")
+            if name.lower() in _TEXT_HEADERS:
+                return _checked(name, _fold_text(name, value, linesep, self.max_line_length or 78), linesep)
             if self.utf8 and not value.isascii() and name.title() in ADDRESS_HEADERS:
                 folded = f"{name}: {f',{linesep} '.join(value.split(', '))}{linesep}".encode()
                 return _checked(name, folded, linesep)
@@ -70,6 +89,25 @@ class _SmtpUtf8Policy(_SmtpPolicy):
 
 _SMTP_POLICY = _SmtpPolicy(cte_type="7bit")
 _SMTPUTF8_POLICY = _SmtpUtf8Policy(cte_type="7bit")
+
+
+def _fold_text(name: str, value: str, linesep: str, width: int) -> bytes:
+    """`name: value` folded only before its own white space (unfolding gives `value` back), each line at
+    most `width` characters unless a word is longer; RFC 2047 encoded words when plain text cannot carry it."""
+    if value.isascii() and "=?" not in value and value[:1] not in ("", " ", "\t"):
+        first, *others = _TOKENS.findall(value)
+        lines, line = [], f"{name}: {first}"
+        for token in others:
+            if len(line) + len(token) > width and not token.isspace():
+                lines.append(line)
+                line = token
+            else:
+                line += token
+        lines.append(line)
+        if max(len(each) for each in lines) <= MAX_LINE:
+            return (linesep.join(lines) + linesep).encode("ascii")
+    words = Header(value, charset=_UTF8, header_name=name).encode(linesep=linesep, maxlinelen=width)
+    return f"{name}: {words}{linesep}".encode("ascii")
 
 
 def _longest_line(folded: bytes, linesep: str) -> int:

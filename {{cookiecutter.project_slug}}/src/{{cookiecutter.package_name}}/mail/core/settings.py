@@ -10,23 +10,28 @@ the TLS mode) is checked here, when the settings load.
 from __future__ import annotations
 
 import ipaddress
+import os
+import shlex
 import ssl
+import stat
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import EmailStr, Field, FilePath, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from .headers import HeaderText
+from .loading import EnvSettings
 
-__all__ = ["IMPLICIT_TLS_PORTS", "STARTTLS_PORTS", "SmtpSettings", "is_loopback"]
+__all__ = ["IMPLICIT_TLS_PORTS", "STARTTLS_PORTS", "SmtpSettings", "is_loopback", "key_file_warning"]
 
 STARTTLS_PORTS = frozenset({587, 2587})
 IMPLICIT_TLS_PORTS = frozenset({465, 2465})
 MISMATCH_ESCAPE = "(MAIL_ALLOW_PORT_MISMATCH=true if your server really does this)"
 
 
-class SmtpSettings(BaseSettings):
+class SmtpSettings(EnvSettings):
     """The SMTP server, TLS, the sender, timeouts, the session pool and retries (`MAIL_*` variables).
 
     Read from the environment and `.env` in the working directory; another file with
@@ -35,10 +40,6 @@ class SmtpSettings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="MAIL_",
-        env_file=".env",
-        env_ignore_empty=True,
-        extra="ignore",
-        frozen=True,
         hide_input_in_errors=True,  # a ValidationError's text must not carry MAIL_PASSWORD
     )
 
@@ -192,3 +193,18 @@ def is_loopback(host: str) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback
+
+
+def key_file_warning(variable: str, path: Path) -> str | None:
+    """A warning when the private-key file `path` (set by `variable`) can be read by its group or other users."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:  # a file that cannot be read is a problem of its own, reported where it is loaded
+        return None
+    if os.name != "posix" or not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    who = "other users of this machine" if mode & stat.S_IROTH else "its group"
+    return (
+        f"{variable}={path} holds a private key and can be read by {who} (mode {mode:04o}): "
+        f"chmod 600 {shlex.quote(str(path))}"
+    )

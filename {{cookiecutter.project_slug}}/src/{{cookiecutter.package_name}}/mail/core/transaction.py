@@ -5,13 +5,16 @@ scanning the message. aiosmtplib's `sendmail` bounds every step by one timeout a
 tell a timeout before the data was sent from one after it. Here each command waits
 `smtp.timeout`; the final reply waits `data_timeout`, and a timeout or lost connection
 after the data was sent raises `DeliveryOutcomeUnknownError`: the server may have accepted
-the message, so a retry could deliver it twice.
+the message, or not. While it waits for that reply, the server holds the message: cutting the
+wait short (cancelling) leaves the outcome unknown too, so the caller can see that wait (`waiting`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+from typing import Any
 
 import aiosmtplib
 from aiosmtplib.email import parse_address
@@ -36,10 +39,12 @@ async def transact(
     mail_options: tuple[str, ...],
     data_timeout: float,
     action: str,
+    waiting: set[asyncio.Task[Any]],
 ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
     """Send `data` from `sender` to `recipients` on the connected `smtp`.
 
     Returns the refused recipients and the server's reply to the end of the data ("250 2.0.0 queued as ...").
+    `waiting` holds the current task while it waits for that reply.
 
     Raises what aiosmtplib raises before the data was sent (an RSET follows a refusal), and
     `DeliveryOutcomeUnknownError` (naming `action`) when no reply to the data came.
@@ -84,6 +89,9 @@ async def transact(
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
     protocol.write(_LEADING_DOT.sub(b"..", payload) + b".\r\n")  # RFC 5321 4.5.2 dot-stuffing
+    task = asyncio.current_task()
+    if task is not None:
+        waiting.add(task)
     try:
         reply = await protocol.read_response(timeout=data_timeout)
     except OSError as error:  # a timeout (TimeoutError) or a lost connection (ConnectionError)
@@ -93,9 +101,11 @@ async def transact(
             else "the connection was lost before the server answered the end of the message"
         )
         raise DeliveryOutcomeUnknownError(
-            f"{action}: {what}; the server may have accepted it, so it is not retried "
-            "(a retry could deliver it twice)"
+            f"{action}: {what}; the server may have accepted it or not (outcome unknown)"
         ) from error
+    finally:
+        if task is not None:
+            waiting.discard(task)
     if reply.code != _COMPLETED:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return refused, f"{reply.code} {reply.message}"

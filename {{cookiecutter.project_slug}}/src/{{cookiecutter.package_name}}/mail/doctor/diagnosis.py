@@ -19,7 +19,8 @@ class Problem(StrEnum):
     """One class per diagnosis; `exit_code` tells them apart for scripts.
 
     Exit codes are grouped: 2 settings, 10-19 reaching an SMTP server, 20-29 TLS, 30-39 login,
-    40-49 OAuth2 (MAIL_AUTH=xoauth2).
+    40-49 OAuth2 (MAIL_AUTH=xoauth2), 60-69 the sender (`MAIL FROM` and `RCPT TO`, never DATA); 50 and
+    51 are `--deliverability`'s (`deliverability.verdict`).
     """
 
     OK = "ok"
@@ -52,6 +53,13 @@ class Problem(StrEnum):
     OAUTH_CONSENT_MISSING = "oauth_consent_missing"
     OAUTH_GRANT_INVALID = "oauth_grant_invalid"
     OAUTH_TOKEN_REFUSED = "oauth_token_refused"  # noqa: S105 - a problem class, not a secret
+    OAUTH_ENDPOINT_UNTRUSTED = "oauth_endpoint_untrusted"
+    # The server refused MAIL FROM (or a sender restriction at RCPT): the address, or no login.
+    SENDER_REFUSED = "sender_refused"
+    # The login may not send as MAIL_FROM (Postfix reject_sender_login_mismatch: "not owned by user").
+    SENDER_NOT_OWNED = "sender_not_owned"
+    # The server refused RCPT: it does not relay for this client ("Client host rejected", "Relay access denied").
+    RELAY_REFUSED = "relay_refused"
 
     @property
     def exit_code(self) -> int:
@@ -88,6 +96,10 @@ _EXIT_CODES = {
     Problem.OAUTH_CONSENT_MISSING: 42,
     Problem.OAUTH_GRANT_INVALID: 43,
     Problem.OAUTH_TOKEN_REFUSED: 44,
+    Problem.OAUTH_ENDPOINT_UNTRUSTED: 45,
+    Problem.SENDER_REFUSED: 60,
+    Problem.SENDER_NOT_OWNED: 61,
+    Problem.RELAY_REFUSED: 62,
 }
 
 
@@ -110,11 +122,12 @@ class Diagnosis:
     port: int = 0
     elapsed: float = 0.0
     warnings: tuple[str, ...] = ()
-    """Settings that work but weaken security (MAIL_VALIDATE_CERTS=false...), one line each."""
+    """What the probe found that works but may not always (a server offering login to a client that does not log
+    in...), one line each."""
 
     @property
     def ok(self) -> bool:
-        """True when connect, TLS and login all succeeded."""
+        """True when connect, TLS, login and the sender (MAIL FROM, RCPT TO) all succeeded."""
         return self.problem is Problem.OK
 
     @property

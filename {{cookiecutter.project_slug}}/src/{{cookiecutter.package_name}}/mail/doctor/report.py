@@ -2,7 +2,8 @@
 
 `check_mail()` is the one entry point of `python -m <package> check-mail` (with or without
 `--deliverability`): settings that do not load are a `settings_invalid` diagnosis, the settings'
-warnings (MAIL_VALIDATE_CERTS=false...) go with every report, and the exit code covers all of it.
+warnings (MAIL_VALIDATE_CERTS=false...) and the probe's go with every report, and the exit code covers
+all of it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ __all__ = ["CheckReport", "check_mail"]
 
 @dataclass(frozen=True)
 class CheckReport:
-    """What check-mail found: the probe's diagnosis, the settings' warnings, and with `--deliverability` the
-    DNS verdicts on `domain`."""
+    """What check-mail found: the probe's diagnosis, the settings' and the probe's warnings, and with
+    `--deliverability` the DNS verdicts on `domain`."""
 
     diagnosis: Diagnosis
     warnings: tuple[str, ...] = ()
@@ -71,8 +72,8 @@ def check_mail(deliverability: bool = False, **overrides: Any) -> CheckReport:
             return CheckReport(
                 Diagnosis(Problem.SETTINGS_INVALID, not_installed, "install it, then run it again")
             )
-    warnings = tuple(settings.warnings())
     diagnosis = asyncio.run(probe(settings))
+    warnings = (*settings.warnings(), *diagnosis.warnings)
     if not deliverability:
         return CheckReport(diagnosis, warnings)
     from .deliverability.report import check_deliverability

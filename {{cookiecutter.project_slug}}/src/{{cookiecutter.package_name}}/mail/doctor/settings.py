@@ -10,7 +10,7 @@ __all__ = ["DoctorSettings"]
 
 
 class DoctorSettings(SigningSettings):
-    """`SigningSettings` (the deliverability check verifies the DKIM key) plus the resolver to use."""
+    """`SigningSettings` (the deliverability check verifies each DKIM key) plus the resolver to use."""
 
     dns_server: str = Field(
         default="",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 
 from ..core.errors import redact
 from ..core.events import MailEvents
-from .oauth_advice import refused, smtp_refusal, unavailable
+from .oauth_advice import refused, smtp_refusal, unavailable, untrusted
 from .oauth_checks import service_account_key
 from .settings import SigninSettings
 from .tokens import AccessToken, TokenCache, TokenRefusedError, TokenUnavailableError
@@ -85,6 +86,9 @@ async def fetch_token(settings: SigninSettings) -> AccessToken:
     except httpx.HTTPStatusError as error:
         raise unavailable(settings, f"answered HTTP {error.response.status_code}") from None
     except httpx.TransportError as error:
+        certificate = _certificate_error(error)
+        if certificate is not None:
+            raise untrusted(settings, certificate) from None
         raise unavailable(settings, f"cannot be reached ({_transport_reason(error)})") from None
     except OAuthError as error:
         raise refused(settings, str(error.error or ""), str(error.description or "")) from None
@@ -159,6 +163,14 @@ def _lifetime(token: dict[str, Any]) -> float:
         return max(float(token.get("expires_in", DEFAULT_LIFETIME)), 1.0)
     except (TypeError, ValueError):
         return DEFAULT_LIFETIME
+
+
+def _certificate_error(error: httpx.TransportError) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind `error`, if that is what it is."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    return cause
 
 
 def _transport_reason(error: httpx.TransportError) -> str:

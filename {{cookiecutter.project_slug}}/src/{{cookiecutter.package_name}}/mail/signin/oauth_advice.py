@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..core.errors import redact
 from .settings import SigninSettings
-from .tokens import TokenFailure, TokenRefusedError, TokenUnavailableError
+from .tokens import TokenEndpointUntrustedError, TokenFailure, TokenRefusedError, TokenUnavailableError
 
-__all__ = ["Refusal", "refused", "smtp_refusal", "unavailable"]
+__all__ = ["Refusal", "refused", "smtp_refusal", "unavailable", "untrusted"]
 
 CONSENT_ERRORS = frozenset({"unauthorized_client", "invalid_scope", "access_denied", "consent_required"})
 MICROSOFT_SMTP_ROLE = "SMTP.SendAsApp"
@@ -72,6 +73,19 @@ def unavailable(settings: SigninSettings, what: str) -> TokenUnavailableError:
         "check MAIL_OAUTH_TOKEN_URL (or the tenant) and that this machine reaches it (proxy, firewall); "
         "a failing identity provider is retried later",
         TokenFailure.UNREACHABLE,
+    )
+
+
+def untrusted(settings: SigninSettings, error: ssl.SSLCertVerificationError) -> TokenEndpointUntrustedError:
+    """The error for a token endpoint whose certificate does not verify: the secret was not sent."""
+    reason = error.verify_message or error.reason or "verification failed"
+    return TokenEndpointUntrustedError(
+        f"the certificate of the OAuth2 token endpoint {_host(settings)} is not trusted ({reason}), "
+        "so no credential was sent to it",
+        "if the endpoint uses a private CA, add that CA's certificate (PEM) to the file MAIL_CERT_BUNDLE names; "
+        "check the host of MAIL_OAUTH_TOKEN_URL (MAIL_VALIDATE_CERTS=false is for the SMTP server only: the "
+        "token endpoint is always verified)",
+        TokenFailure.UNTRUSTED,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, FilePath, SecretStr
 
-from ..core.settings import SmtpSettings, is_loopback
+from ..core.settings import SmtpSettings, is_loopback, key_file_warning
 from ..extras import missing
 from ..providers import OAUTH_PROVIDERS
 from .oauth_checks import (
@@ -92,6 +92,15 @@ class SigninSettings(SmtpSettings):
             not_installed = missing("oauth", "MAIL_AUTH=xoauth2")
             problems += [not_installed] if not_installed else self._oauth_problems()
         return problems
+
+    def warnings(self) -> list[str]:
+        """The core's warnings, and OAuth2 key files other users of this machine can read."""
+        files = (
+            ("MAIL_OAUTH_CERTIFICATE_FILE", self.oauth_certificate_file),
+            ("MAIL_OAUTH_SERVICE_ACCOUNT_FILE", self.oauth_service_account_file),
+        )
+        exposed = [key_file_warning(variable, path) for variable, path in files if path is not None]
+        return [*super().warnings(), *filter(None, exposed)]
 
     def _oauth_problems(self) -> list[str]:
         """Each reason the MAIL_AUTH=xoauth2 settings cannot get a token, naming the variables to set."""

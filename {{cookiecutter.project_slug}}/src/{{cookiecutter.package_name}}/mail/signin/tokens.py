@@ -3,8 +3,9 @@
 `TokenCache` holds one token for a `Mailer`: every pooled session that logs in uses it; it is
 fetched again only shortly before it expires (one request in flight at a time), or once when the
 SMTP server refuses it. An endpoint that is down, slow or failing raises `TokenUnavailableError`
-(transient); a refused client, consent or grant raises `TokenRefusedError` (permanent). Both carry
-a one-line `reason` and `fix`, never a secret. Nothing here needs authlib (`oauth.py` does).
+(transient); a refused client, consent or grant raises `TokenRefusedError`, and an endpoint whose
+certificate is not trusted `TokenEndpointUntrustedError` (both permanent). Each carries a one-line
+`reason` and `fix`, never a secret. Nothing here needs authlib (`oauth.py` does).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..core.events import MailEvents
 __all__ = [
     "AccessToken",
     "TokenCache",
+    "TokenEndpointUntrustedError",
     "TokenError",
     "TokenFailure",
     "TokenRefusedError",
@@ -36,6 +38,7 @@ class TokenFailure(StrEnum):
     CONSENT = "oauth_consent_missing"  # the app lacks the permission or delegation for the scope or mailbox
     GRANT = "oauth_grant_invalid"  # refresh token revoked or expired, subject not allowed
     REFUSED = "oauth_token_refused"  # the endpoint issued a token but the SMTP server refused it
+    UNTRUSTED = "oauth_endpoint_untrusted"  # its certificate does not verify: nothing was sent to it
 
 
 class TokenError(MailError):
@@ -54,6 +57,12 @@ class TokenUnavailableError(TokenError, TransientMailError):
 
 class TokenRefusedError(TokenError, PermanentMailError):
     """The token endpoint refused the client or grant, or the SMTP server refused the token."""
+
+
+class TokenEndpointUntrustedError(TokenError, PermanentMailError):
+    """The token endpoint's certificate does not verify (system CAs and MAIL_CERT_BUNDLE): no request was sent."""
+
+    failure = "tls"
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
-"""The DKIM signer: signs (RFC 6376, RFC 8463) the exact bytes that go on the wire.
+"""The DKIM signers: sign (RFC 6376, RFC 8463) the exact bytes that go on the wire, with one or more keys.
 
-The signer canonicalizes (relaxed/relaxed) only the headers it signs, with a few regular
-expressions: the same bytes as dkimpy's canonicalization at a third of its cost. dkimpy folds
-the DKIM-Signature header, and verifies in the tests and the deliverability check. The
-private-key operation runs in `cryptography` (OpenSSL), about 20 times faster than dkimpy's
-pure-Python RSA. Signing stays on the event loop: handing the RSA operation to a worker thread
-was measured slower (benchmarks/README.md). Keys: RSA of at least 2048 bits or Ed25519,
+`sign_message` adds one DKIM-Signature per `DkimSigner` (an RSA and an Ed25519 key together, as
+RFC 8463 advises: receivers that do not know Ed25519, such as SpamAssassin's Mail::DKIM, verify the
+RSA one). The headers a forger would add (From, To, Cc, Subject, Date, Message-ID, Reply-To) are
+listed in h= once more than they occur (RFC 6376 8.15), so a second Subject or a Cc added on the way
+breaks the signature. The headers and the body are canonicalized (relaxed/relaxed) once for every
+key, with a few regular expressions: the same bytes as dkimpy's canonicalization at a third of its
+cost. dkimpy folds the DKIM-Signature header, and verifies in the tests and the deliverability
+check. The private-key operation runs in `cryptography` (OpenSSL), about 20 times faster than
+dkimpy's pure-Python RSA. Signing stays on the event loop: handing the RSA operation to a worker
+thread was measured slower (benchmarks/README.md). Keys: RSA of at least 2048 bits or Ed25519,
 unencrypted PEM in PKCS#1 ("RSA PRIVATE KEY") or PKCS#8 ("PRIVATE KEY") form.
 """
 
@@ -15,6 +19,7 @@ import base64
 import hashlib
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no types
@@ -22,7 +27,16 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
-__all__ = ["MIN_RSA_BITS", "SIGNED_HEADERS", "DkimKeyError", "DkimSigner", "generate_key", "load_key"]
+__all__ = [
+    "MIN_RSA_BITS",
+    "OVERSIGNED_HEADERS",
+    "SIGNED_HEADERS",
+    "DkimKeyError",
+    "DkimSigner",
+    "generate_key",
+    "load_key",
+    "sign_message",
+]
 
 MIN_RSA_BITS = 2048
 
@@ -40,9 +54,13 @@ SIGNED_HEADERS = (
 )
 """Signed when present, in this order."""
 
+OVERSIGNED_HEADERS = frozenset({b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to"})
+"""Listed in h= once more than they occur, present or not (RFC 6376 8.15): the extra entry signs the field's
+absence, so one added later (a second Subject, a Cc) fails verification."""
+
 _SIGNED_SET = frozenset(SIGNED_HEADERS)
 _HEADER = b"DKIM-Signature"
-_PLACEHOLDER = b"0" * 60
+_B_WIDTH = 72
 _FIELD_START = re.compile(rb"\r\n(?![ \t])")
 _WSP = re.compile(rb"[ \t]+")
 _TRAILING_WSP = re.compile(rb"[ \t]+\r\n")
@@ -127,48 +145,71 @@ class DkimSigner:
         return f"v=DKIM1; k={kind}; p={self.public_key()}"
 
     def sign(self, data: bytes) -> bytes:
-        """`data` (a serialized message) as sent: CRLF line ends, a DKIM-Signature header prepended.
+        """`data` as sent, with this key's DKIM-Signature prepended (see `sign_message`)."""
+        return sign_message(data, (self,))
 
-        A bare CR or LF becomes CRLF here, as aiosmtplib would do on the wire, so the signed
-        bytes are the bytes sent.
-        """
-        lines = _crlf(data)
-        fields, digest = self._hash(lines)
-        fields[-1] = (b"b", base64.b64encode(self._sign_digest(digest)))
-        value = dkim.fold(
-            b"; ".join(b"=".join(tag) for tag in fields) + b"\r\n", namelen=len(_HEADER), linesep=b"\r\n"
+    def signature(self, names: bytes, headers: bytes, body_hash: bytes, timestamp: bytes) -> bytes:
+        """This key's DKIM-Signature field (with its CRLF) over the signed `headers` (canonical, in the order of
+        `names`, the h= value) and the body's hash. b= goes last, on lines of its own."""
+        tags = b"v=1; a=%s; c=relaxed/relaxed; d=%s; s=%s; t=%s; h=%s; bh=%s;" % (
+            self.algorithm,
+            self.domain.encode(),
+            self.selector.encode(),
+            timestamp,
+            names,
+            body_hash,
         )
-        return _HEADER + b": " + bytes(value) + lines
-
-    def _hash(self, lines: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        """The DKIM-Signature tags (b= still a placeholder) and the SHA-256 digest that b= signs."""
-        head, _, body = lines.partition(b"\r\n\r\n")
-        latest: dict[bytes, bytes] = {}  # a header listed in h= once signs its last instance
-        for line in _FIELD_START.split(head):
-            name, _, value = line.partition(b":")
-            if (key := name.lower().rstrip()) in _SIGNED_SET:
-                latest[key] = value
-        signed = tuple(name for name in SIGNED_HEADERS if name in latest)
-        fields = [
-            (b"v", b"1"),
-            (b"a", self.algorithm),
-            (b"c", b"relaxed/relaxed"),
-            (b"d", self.domain.encode()),
-            (b"s", self.selector.encode()),
-            (b"t", str(int(time.time())).encode()),
-            (b"h", b":".join(signed)),
-            (b"bh", base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())),
-            (b"b", _PLACEHOLDER),  # puts b= on its own line, so the real value folds the rest alike
-        ]
-        value = dkim.fold(b"; ".join(b"=".join(tag) for tag in fields), namelen=len(_HEADER), linesep=b"\r\n")
-        hashed = [_relaxed_header(name, latest[name]) + b"\r\n" for name in signed]
-        hashed.append(_relaxed_header(_HEADER, b" " + value.removesuffix(_PLACEHOLDER)))  # no line end
-        return fields, hashlib.sha256(b"".join(hashed)).digest()
+        value: bytes = dkim.fold(tags, namelen=len(_HEADER), linesep=b"\r\n")
+        if value.replace(b"\r\n ", b" ") == tags:  # folded at spaces only: unfolded, it is `tags` again
+            unsigned = b"dkim-signature:" + tags + b" b="  # its relaxed form, b= empty, without line end
+        else:
+            unsigned = _relaxed_header(_HEADER, b" " + value + b" b=")
+        signature = base64.b64encode(self._sign_digest(hashlib.sha256(headers + unsigned).digest()))
+        lines = [signature[start : start + _B_WIDTH] for start in range(0, len(signature), _B_WIDTH)]
+        return _HEADER + b": " + value + b"\r\n b=" + b"\r\n ".join(lines) + b"\r\n"
 
     def _sign_digest(self, digest: bytes) -> bytes:
         if isinstance(self.key, ed25519.Ed25519PrivateKey):
             return self.key.sign(digest)  # RFC 8463: Ed25519 over the SHA-256 digest
         return self.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+
+
+def sign_message(data: bytes, signers: Sequence[DkimSigner]) -> bytes:
+    """`data` (a serialized message) as sent: CRLF line ends, one DKIM-Signature per signer prepended, in order.
+
+    A bare CR or LF becomes CRLF here, as aiosmtplib would do on the wire, so the signed bytes are
+    the bytes sent. The headers and the body are canonicalized and hashed once for all signers.
+    """
+    lines = _crlf(data)
+    head, _, body = lines.partition(b"\r\n\r\n")
+    names, headers = _signed_headers(head)
+    body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())
+    timestamp = str(int(time.time())).encode()
+    return b"".join([signer.signature(names, headers, body_hash, timestamp) for signer in signers]) + lines
+
+
+def _signed_headers(head: bytes) -> tuple[bytes, bytes]:
+    """The h= value, and the fields it signs in relaxed form, each with its CRLF, in h= order.
+
+    A name listed n times signs its last n instances, bottom up (RFC 6376 5.4.2); an entry past the
+    instances present signs nothing, so a field added later changes what that entry signs.
+    """
+    found: dict[bytes, list[bytes]] = {}
+    for line in _FIELD_START.split(head):
+        name, _, value = line.partition(b":")
+        if (key := name.lower().rstrip()) in _SIGNED_SET:
+            found.setdefault(key, []).append(value)
+    names: list[bytes] = []
+    signed: list[bytes] = []
+    for name in SIGNED_HEADERS:
+        values = found.get(name, [])
+        if name in OVERSIGNED_HEADERS:
+            names += [name] * (len(values) + 1)
+            signed += [_relaxed_header(name, value) + b"\r\n" for value in reversed(values)]
+        elif values:  # signed when present: its last instance
+            names.append(name)
+            signed.append(_relaxed_header(name, values[-1]) + b"\r\n")
+    return b" : ".join(names), b"".join(signed)  # folded only at the spaces around colons (RFC 6376 3.5)
 
 
 def _crlf(data: bytes) -> bytes:

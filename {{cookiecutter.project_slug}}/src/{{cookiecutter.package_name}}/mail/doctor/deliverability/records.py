@@ -2,33 +2,47 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dkim  # type: ignore[import-untyped]  # dkimpy ships no types
 
 from ..settings import DoctorSettings
 from .dns import Dns
 from .verdict import Status, Verdict
 
-__all__ = ["check_dkim", "check_dmarc", "check_mx", "check_provider", "organizational_domain"]
+if TYPE_CHECKING:
+    from ...signing.dkim import DkimSigner
+
+__all__ = [
+    "check_dkim",
+    "check_dmarc",
+    "check_mx",
+    "check_provider",
+    "check_unsigned",
+    "organizational_domain",
+]
 
 
-def check_dkim(resolver: Dns, settings: DoctorSettings, provider: str) -> Verdict:
-    """DKIM: the selector's key is published and matches the key this service signs with."""
-    signer = settings.dkim_signer
-    if signer is None:
-        if provider in {"local", "custom"}:
-            return Verdict(
-                "DKIM",
-                Status.WARNING,
-                "this service does not sign (MAIL_DKIM_DOMAIN unset); unless your server signs, mail has no DKIM",
-                "run dkim-keygen, publish the record it prints and set MAIL_DKIM_DOMAIN, MAIL_DKIM_SELECTOR "
-                "and MAIL_DKIM_PRIVATE_KEY_FILE",
-            )
+def check_unsigned(provider: str) -> Verdict:
+    """DKIM when this service does not sign: the provider may, your own server may not."""
+    if provider in {"local", "custom"}:
         return Verdict(
             "DKIM",
-            Status.INFO,
-            f"this service does not sign (MAIL_DKIM_DOMAIN unset); {provider} signs when domain authentication is set up",
-            f"publish the DKIM records {provider}'s dashboard gives for your domain",
+            Status.WARNING,
+            "this service does not sign (MAIL_DKIM_DOMAIN unset); unless your server signs, mail has no DKIM",
+            "run dkim-keygen (an RSA key, and an Ed25519 one beside it), publish the records it prints and set "
+            "MAIL_DKIM_DOMAIN, MAIL_DKIM_SELECTOR and MAIL_DKIM_PRIVATE_KEY_FILE",
         )
+    return Verdict(
+        "DKIM",
+        Status.INFO,
+        f"this service does not sign (MAIL_DKIM_DOMAIN unset); {provider} signs when domain authentication is set up",
+        f"publish the DKIM records {provider}'s dashboard gives for your domain",
+    )
+
+
+def check_dkim(resolver: Dns, settings: DoctorSettings, signer: DkimSigner) -> Verdict:
+    """DKIM for one of the service's keys: its selector's record is published and matches the key."""
     texts = [text for text in resolver.txt(signer.record_name) if "p=" in text]
     publish = f'publish TXT {signer.record_name} "{signer.dns_record()}"'
     if not texts:
@@ -106,16 +120,16 @@ def check_dmarc(resolver: Dns, domain: str, settings: DoctorSettings, provider: 
             f"the DMARC record at {name} has no valid policy (p=none, quarantine or reject)",
             f'publish TXT {name} "v=DMARC1; p=none; rua=mailto:dmarc-reports@{domain}"',
         )
-    signer = settings.dkim_signer
-    if signer is not None and not _aligned(domain, signer.domain, tags.get("adkim") == "s"):
+    signing = settings.dkim_signers[0].domain if settings.dkim_signers else None
+    if signing is not None and not _aligned(domain, signing, tags.get("adkim") == "s"):
         return Verdict(
             "DMARC",
             Status.PROBLEM,
-            f"DKIM d={signer.domain} does not align with From {domain} under adkim=s",
+            f"DKIM d={signing} does not align with From {domain} under adkim=s",
             f"set MAIL_DKIM_DOMAIN={domain}, or relax the record to adkim=r",
         )
     spf_aligned = provider in {"local", "custom"}  # own MTA: the envelope sender is MAIL_FROM
-    if signer is None and not spf_aligned:
+    if signing is None and not spf_aligned:
         alignment = (
             f"{provider} sends with its own bounce domain, so only a DKIM signature for {domain} aligns: "
             f"set up {provider}'s domain authentication (or MAIL_DKIM_*)"

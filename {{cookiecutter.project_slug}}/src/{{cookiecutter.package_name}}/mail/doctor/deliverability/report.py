@@ -7,13 +7,14 @@ is reported as a DNS failure, never as a bad record. Needs the `deliverability` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from ...core.settings import is_loopback
 from ...providers import provider_of
 from ..settings import DoctorSettings
 from .dns import DNS_TIMEOUT, Dns, DnsLookupError
-from .records import check_dkim, check_dmarc, check_mx, check_provider
+from .records import check_dkim, check_dmarc, check_mx, check_provider, check_unsigned
 from .spf import check_spf
 from .verdict import Status, Verdict
 
@@ -29,13 +30,16 @@ def provider_name(server: str) -> str:
 
 
 def check_deliverability(settings: DoctorSettings, dns_client: Dns | None = None) -> list[Verdict]:
-    """The verdicts on MAIL_FROM's domain: SPF, DKIM, DMARC, MX, then provider notes."""
+    """The verdicts on MAIL_FROM's domain: SPF, DKIM (one per signing key), DMARC, MX, then provider notes."""
     resolver = dns_client or Dns(settings.dns_server, min(DNS_TIMEOUT, settings.timeout))
     domain = str(settings.from_address).rpartition("@")[2].lower()
     provider = provider_name(settings.server)
+    dkim: list[Callable[[], Verdict | None]] = [
+        functools.partial(check_dkim, resolver, settings, signer) for signer in settings.dkim_signers
+    ]
     checks: tuple[tuple[str, Callable[[], Verdict | None]], ...] = (
         ("SPF", lambda: check_spf(resolver, domain, provider, settings.server)),
-        ("DKIM", lambda: check_dkim(resolver, settings, provider)),
+        *(("DKIM", check) for check in dkim or [lambda: check_unsigned(provider)]),  # each key's record
         ("DMARC", lambda: check_dmarc(resolver, domain, settings, provider)),
         ("MX", lambda: check_mx(resolver, domain)),
         ("provider", lambda: check_provider(resolver, domain, provider)),

@@ -1,14 +1,14 @@
 """The rate limits shared by every process when the service has no Redis: one row per admission.
 
 Revision ID: 0005
-Revises: 0002 (placeholder: this branch's head; the integration puts it after the head it lands on)
+Revises: 0003 (the head it was written on; should another migration land first, 0005 goes after it)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
