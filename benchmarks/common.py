@@ -44,11 +44,12 @@ class Project:
         return self.path / "src"
 
 
-def render_project(output_dir: Path) -> Project:
-    """Render the template's defaults into `output_dir` (no network) and put its `src` on sys.path."""
+def render_project(output_dir: Path, **answers: str) -> Project:
+    """Render the template's defaults (with `answers` over them) into `output_dir` (no network) and put its
+    `src` on sys.path."""
     from cookiecutter.main import cookiecutter
 
-    path = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output_dir)))
+    path = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output_dir), extra_context=answers))
     [package] = [child.name for child in (path / "src").iterdir() if (child / "__init__.py").is_file()]
     sys.path.insert(0, str(path / "src"))
     return Project(path, package)

@@ -24,6 +24,7 @@ OPTION_FILES: dict[str, dict[str, list[str]]] = {
             "src/{package}/worker.py",
             "tests/celery_worker.py",
             "tests/redis_server.py",
+            "tests/test_shared_limits_redis.py",
             "tests/test_worker.py",
             "tests/test_worker_redis.py",
             "docs/celery.md",

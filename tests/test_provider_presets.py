@@ -39,6 +39,46 @@ PINNED = {
 CASES = [*({"mail_provider": name} for name in PINNED), {"mail_provider": "ses", "ses_region": "eu-west-1"}]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What a preset writes about the provider's limits: each a documented default, the source in a comment."""
+
+    messages: str  # MAIL_RATE_LIMIT
+    recipients: str  # MAIL_RECIPIENT_RATE_LIMIT
+    max_recipients: str  # MAX_RECIPIENTS: the provider's cap per message
+    pool_size: str  # MAIL_POOL_SIZE
+    sources: tuple[str, ...] = ()
+
+
+NO_LIMITS = Limits("", "", "50", "4")
+MICROSOFT = "https://learn.microsoft.com/"
+PINNED_LIMITS = {
+    "local": NO_LIMITS,
+    "gmail": Limits("2000/day", "10000/day", "100", "4", ("https://support.google.com/a/answer/166852",)),
+    "sendgrid": NO_LIMITS,
+    "mailgun": NO_LIMITS,
+    "ses": Limits(
+        "1/second", "200/day", "50", "4", ("https://docs.aws.amazon.com/ses/latest/dg/quotas.html",)
+    ),
+    "office365": Limits(
+        "30/minute",
+        "10000/day",
+        "500",
+        "3",
+        (
+            MICROSOFT
+            + "office365/servicedescriptions/exchange-online-service-description/exchange-online-limits"
+            "#sending-limits",
+            MICROSOFT + "exchange/troubleshoot/send-emails/smtp-submission-improvements",
+        ),
+    ),
+    "postmark": Limits(
+        "", "", "50", "4", ("https://postmarkapp.com/support/article/1180-what-does-errorcode-300-mean",)
+    ),
+    "custom": NO_LIMITS,
+}
+
+
 def env_example(project: Path) -> tuple[dict[str, str], str]:
     """The KEY=value lines of `.env.example` as a dict, and its comment lines joined."""
     lines = (project / ".env.example").read_text().splitlines()
@@ -47,7 +87,7 @@ def env_example(project: Path) -> tuple[dict[str, str], str]:
 
 
 def test_every_provider_is_pinned() -> None:
-    assert set(PINNED) == set(PROVIDERS)
+    assert set(PINNED) == set(PROVIDERS) == set(PINNED_LIMITS)
 
 
 @pytest.mark.parametrize("answers", CASES, ids=lambda answers: "-".join(answers.values()))
@@ -63,6 +103,21 @@ def test_preset_fills_env_example(tmp_path: Path, answers: dict[str, str]) -> No
     assert values["MAIL_USE_CREDENTIALS"] == "true"
     assert values["MAIL_VALIDATE_CERTS"] == "true"
     assert expected.hint in comments
+
+
+@pytest.mark.parametrize("provider", PINNED_LIMITS)
+def test_preset_fills_the_providers_documented_limits_naming_the_source(
+    tmp_path: Path, provider: str
+) -> None:
+    values, comments = env_example(render(tmp_path, mail_provider=provider))
+    expected = PINNED_LIMITS[provider]
+    assert values["MAIL_RATE_LIMIT"] == expected.messages
+    assert values["MAIL_RECIPIENT_RATE_LIMIT"] == expected.recipients
+    assert values["MAX_RECIPIENTS"] == expected.max_recipients
+    assert values["MAIL_POOL_SIZE"] == expected.pool_size
+    assert values["API_RATE_LIMIT"] == ""
+    for source in expected.sources:
+        assert source in comments, source
 
 
 def test_office365_signs_in_with_oauth2_and_gmail_offers_both(tmp_path: Path) -> None:
@@ -102,3 +157,11 @@ def test_the_mail_package_knows_each_preset_as_the_presets_say(default_project: 
         assert (found.name, found.spf_include) == (name, preset["spf_include"])
         assert found.oauth == preset.get("oauth", {}).get("provider", "")
         assert found.oauth == "" or found.oauth in providers.OAUTH_PROVIDERS
+        limits = preset.get("limits", {})
+        assert found.limits == providers.SendingLimits(
+            limits.get("messages", ""),
+            limits.get("recipients", ""),
+            limits.get("max_recipients", 0),
+            limits.get("sessions", 0),
+            limits.get("source", ""),
+        ), name

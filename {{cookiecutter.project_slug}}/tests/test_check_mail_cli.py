@@ -84,15 +84,22 @@ def test_a_cram_md5_only_server_passes(
     assert server.handler.logins == [("CRAM-MD5", True)]
 
 
-def test_ok_prints_one_line_and_exits_0(
+def test_ok_prints_one_line_then_the_rate_limits_and_exits_0(
     smtp_server: SmtpServer, tmp_path: Path, startup_seconds: float
 ) -> None:
+    env = smtp_server.env() | {"MAIL_RATE_LIMIT": "30/minute, 2000/day"}
     with commands_read() as dialogue:
-        output = assert_one_diagnosis(check_mail(tmp_path, smtp_server.env()), Problem.OK, 5, startup_seconds)
-    [line] = output.splitlines()
+        output = assert_one_diagnosis(check_mail(tmp_path, env), Problem.OK, 5, startup_seconds)
+    line, *limits = output.splitlines()
     assert line.startswith(f"OK: localhost:{smtp_server.port} accepted the connection, STARTTLS and login")
     assert "takes mail from noreply@example.com" in line
     assert dialogue == ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "RSET", "QUIT"]  # never DATA
+    assert limits == [
+        "rate limits, for every process together:",
+        "  MAIL_RATE_LIMIT: 30/minute, 2000/day (from MAIL_RATE_LIMIT)",
+        "  MAIL_RECIPIENT_RATE_LIMIT: none (MAIL_RECIPIENT_RATE_LIMIT unset)",
+        "  API_RATE_LIMIT: none (API_RATE_LIMIT unset)",
+    ]
     assert smtp_server.received == []
 
 

@@ -161,13 +161,40 @@ def purge(args: argparse.Namespace) -> int:
 
 
 def check_mail(args: argparse.Namespace) -> int:
-    """Connect, negotiate TLS, log in and offer MAIL_FROM (never send); print one diagnosis, warnings on stderr."""
-    from .mail.doctor.report import check_mail as diagnose
+    """Connect, negotiate TLS, log in and offer MAIL_FROM (never send); print one diagnosis, warnings on stderr,
+    then the rate limits in force."""
+    import json
 
+    from .mail import MailSettings, SettingsError, load_settings
+    from .mail.doctor.report import check_mail as diagnose
+    from .ratelimit.settings import RateLimitSettings, limits_in_force, provider_warnings
+    from .settings import RecipientLimit
+
+    try:
+        rates, recipients = load_settings(RateLimitSettings), load_settings(RecipientLimit)
+    except SettingsError as error:
+        return fail(error)
     report = diagnose(deliverability=args.deliverability)
-    for warning in report.warnings:
+    try:
+        mail: MailSettings | None = load_settings(MailSettings)
+    except SettingsError:
+        mail = None  # the diagnosis says why; without MAIL_SERVER no provider default is known
+    warnings = list(report.warnings)
+    if mail is not None:
+        warnings += provider_warnings(mail.server, recipients.max_recipients, mail.pool_size)
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    print(report.render(args.json), flush=True)
+    limits = limits_in_force(rates, mail.server).each() if mail is not None else ()
+    if args.json:
+        found = [
+            {"variable": limit.variable, "limit": limit.text, "source": limit.source} for limit in limits
+        ]
+        print(json.dumps({**report.as_dict(), "limits": found}), flush=True)
+    elif limits:
+        lines = [f"  {limit.describe()}" for limit in limits]
+        print(report.render(), "rate limits, for every process together:", *lines, sep="\n", flush=True)
+    else:
+        print(report.render(), flush=True)
     return report.exit_code
 
 

@@ -14,11 +14,14 @@ from . import SERVICE_NAME
 from .api import errors, health, metrics, notifications, status
 from .api.auth import Authenticator
 from .api.limits import RequestLimits
+from .api.rate_limit import ApiRateLimits
 from .api.request_id import RequestIdMiddleware
-from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery
+from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery, limits_storage
 from .mail import SettingsError
 from .observability.logs import configure_logging
-from .observability.metrics import HttpMetrics, process_exiting
+from .observability.metrics import HttpMetrics, instruments, process_exiting
+from .ratelimit.api import ApiLimiter
+from .ratelimit.storage import close_storage
 from .settings import Settings, check_metrics_dir
 from .store import NotificationStore, SchemaError, check_schema, open_engine
 
@@ -31,11 +34,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.logs)
     check_store(settings.store.database_url)
     check_metrics_dir(settings.metrics)
+    api_limit = settings.limits_in_force.api
+    api_limiter = ApiLimiter(api_limit.text) if api_limit.text else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = NotificationStore(open_engine(settings.store.database_url))
         app.state.mail_probe = health.ProbeCache(settings.mail, ttl=health.MAIL_PROBE_TTL)
+        storage = None
+        if api_limiter is not None:
+            storage = limits_storage(store)
+            api_limiter.bind(storage)
         try:
             app.state.store = store
             app.state.delivery = create_delivery(settings, store)
@@ -50,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await app.state.delivery.aclose()
         finally:
+            if storage is not None:
+                await close_storage(storage)
             await store.aclose()
             if settings.metrics.enabled:
                 process_exiting()
@@ -58,6 +69,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.authenticator = authenticator = Authenticator(settings.api)
     app.add_middleware(RequestLimits, settings=settings.api, authenticator=authenticator, openapi=app.openapi)
+    if api_limiter is not None:
+        # Outside RequestLimits: a key over its limit gets 429 before its body is read.
+        counted = instruments() if settings.metrics.enabled else None
+        app.add_middleware(
+            ApiRateLimits, authenticator=authenticator, limiter=api_limiter, instruments=counted
+        )
     if settings.metrics.enabled:
         app.add_middleware(HttpMetrics)  # outside RequestLimits: it also sees what that refuses
     app.add_middleware(RequestIdMiddleware)  # outermost: RequestLimits' answers and 500s carry the id too

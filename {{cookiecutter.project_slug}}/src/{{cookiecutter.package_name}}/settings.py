@@ -21,6 +21,7 @@ from .mail import MailSettings, SettingsError
 from .mail.core.loading import EnvSettings, SettingsT, describe_errors
 from .observability.logs import LogSettings
 from .observability.metrics import MetricsSettings, multiprocess_dir_problem
+from .ratelimit.settings import LimitsInForce, RateLimitSettings, limits_in_force
 from .store import StoreSettings
 
 MIN_API_KEY_LENGTH = 16
@@ -229,6 +230,12 @@ class Settings:
     delivery: DeliverySettings
     logs: LogSettings
     metrics: MetricsSettings
+    limits: RateLimitSettings
+
+    @property
+    def limits_in_force(self) -> LimitsInForce:
+        """The rate limits enforced: the variables', else the documented defaults of MAIL_SERVER's provider."""
+        return limits_in_force(self.limits, self.mail.server)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -240,16 +247,24 @@ class Settings:
         delivery = _load(DeliverySettings, problems)
         logs = _load(LogSettings, problems)
         metrics = _load(MetricsSettings, problems)
+        limits = _load(RateLimitSettings, problems)
+        if api is not None and mail is not None and limits is not None:
+            problem = limits_in_force(limits, mail.server).recipient_problem(api.max_recipients)
+            problems.extend([problem] if problem else [])
         if (
-            api is None
+            problems
+            or api is None
             or mail is None
             or store is None
             or delivery is None
             or logs is None
             or metrics is None
+            or limits is None
         ):
             raise SettingsError("invalid settings: " + "; ".join(problems))
-        return cls(api=api, mail=mail, store=store, delivery=delivery, logs=logs, metrics=metrics)
+        return cls(
+            api=api, mail=mail, store=store, delivery=delivery, logs=logs, metrics=metrics, limits=limits
+        )
 
 
 def check_metrics_dir(metrics: MetricsSettings) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from limits.aio.storage import Storage
+
 from .. import SERVICE_NAME
 from ..mail import Mailer
+from ..ratelimit.storage import shared_storage
 from ..store import NotificationStore
 from . import DeliveryContext
 from .dispatcher import Dispatcher
@@ -50,3 +53,8 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
         events=metrics,
     )
     return BackgroundDelivery(dispatcher, mailer)
+
+
+def limits_storage(store: NotificationStore) -> Storage:
+    """Where this project counts its rate limits: the store's database."""
+    return shared_storage(store.engine)

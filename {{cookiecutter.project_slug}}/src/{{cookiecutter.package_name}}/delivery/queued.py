@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 
 import redis
 from celery import Celery
+from limits.aio.storage import Storage
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..mail import load_settings
+from ..ratelimit.storage import shared_storage
 from ..store import NotificationStore, StoreSettings, utcnow
 from . import DeliveryContext
 from .celery_app import TASK_NAME, CelerySettings, create_celery_app
@@ -171,3 +173,8 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Cele
     """The delivery of this project: Celery workers, fed with ids by this service."""
     app = create_celery_app(load_settings(CelerySettings))
     return CeleryDelivery(app, store, settings.delivery, settings.store)
+
+
+def limits_storage(store: NotificationStore) -> Storage:
+    """Where this project counts its rate limits: Redis when it is the broker, else the store's database."""
+    return shared_storage(store.engine, load_settings(CelerySettings).broker_url.get_secret_value())

@@ -1,4 +1,5 @@
-"""What this package knows about mail providers, in one table: their hosts, SPF include, OAuth2 and login advice.
+"""What this package knows about mail providers, in one table: their hosts, SPF include, OAuth2, login advice
+and documented sending limits.
 
 The template's provider presets (which fill `.env.example`) name the same providers; a template
 test keeps both in step. Sign-in reads the OAuth2 endpoints, the doctor the rest.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["OAUTH_PROVIDERS", "PROVIDERS", "OAuthProvider", "Provider", "provider_of"]
+__all__ = ["OAUTH_PROVIDERS", "PROVIDERS", "OAuthProvider", "Provider", "SendingLimits", "provider_of"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,23 @@ OAUTH_PROVIDERS = {
 
 
 @dataclass(frozen=True)
+class SendingLimits:
+    """What a provider documents about how much one account may send; empty or 0 where it documents nothing.
+
+    `messages` and `recipients` are per period in the `limits` notation ("30/minute,10000/day"), for
+    MAIL_RATE_LIMIT and MAIL_RECIPIENT_RATE_LIMIT; `max_recipients` is the most recipients of one
+    message (MAX_RECIPIENTS), `sessions` the most SMTP sessions at once (MAIL_POOL_SIZE).
+    """
+
+    messages: str = ""
+    recipients: str = ""
+    max_recipients: int = 0
+    sessions: int = 0
+    source: str = ""
+    """The provider's page that documents them."""
+
+
+@dataclass(frozen=True)
 class Provider:
     """A preset's provider: MAIL_SERVER under one of `domains` is theirs."""
 
@@ -42,6 +60,7 @@ class Provider:
     """The MAIL_OAUTH_PROVIDER that signs in to it, if any."""
     username: str = ""
     """The user name it requires of everyone, if any."""
+    limits: SendingLimits = SendingLimits()
 
 
 PROVIDERS = (
@@ -52,6 +71,9 @@ PROVIDERS = (
         "Gmail refuses the account password: turn on 2-Step Verification and set MAIL_PASSWORD to a "
         "16-letter App Password (Google Account > Security > App passwords)",
         oauth="google",
+        limits=SendingLimits(
+            "2000/day", "10000/day", 100, source="https://support.google.com/a/answer/166852"
+        ),
     ),
     Provider(
         "sendgrid",
@@ -74,6 +96,9 @@ PROVIDERS = (
         "amazonses.com",
         "Amazon SES: use SMTP credentials created in the SES console (SMTP settings) for this region; AWS "
         "access keys do not work as SMTP passwords",
+        limits=SendingLimits(
+            "1/second", "200/day", 50, source="https://docs.aws.amazon.com/ses/latest/dg/quotas.html"
+        ),
     ),
     Provider(
         "office365",
@@ -82,12 +107,23 @@ PROVIDERS = (
         "Microsoft 365: enable Authenticated SMTP for the mailbox (admin center > user > Mail > Manage email "
         "apps); security defaults or MFA policies can also block SMTP login",
         oauth="microsoft",
+        limits=SendingLimits(
+            "30/minute",
+            "10000/day",
+            500,
+            3,
+            "https://learn.microsoft.com/office365/servicedescriptions/exchange-online-service-description/exchange-online-limits#sending-limits",
+        ),
     ),
     Provider(
         "postmark",
         ("postmarkapp.com",),
         "spf.mtasv.net",
         "Postmark: MAIL_USERNAME and MAIL_PASSWORD must both be the Server API token",
+        limits=SendingLimits(
+            max_recipients=50,
+            source="https://postmarkapp.com/support/article/1180-what-does-errorcode-300-mean",
+        ),
     ),
 )
 

@@ -56,8 +56,19 @@ TRANSACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 """Methods labelled as themselves; any other token a server accepts is labelled `other`."""
-RECEIVED_OUTCOMES = ("queued", "idempotent_repeat", "invalid", "over_limit", "unauthorized", "error")
+RECEIVED_OUTCOMES = (
+    "queued",
+    "idempotent_repeat",
+    "invalid",
+    "over_limit",
+    "unauthorized",
+    "rate_limited",
+    "error",
+)
+RATE_LIMITED = "rate_limited"
+"""The key of the request's state that says API_RATE_LIMIT refused it (a 429 otherwise means failed logins)."""
 DELIVERY_OUTCOMES = ("sent", "retried", "failed")
+HOLD_REASONS = ("message_rate", "recipient_rate", "pace", "throttle", "quota")
 
 
 class Instruments:
@@ -67,7 +78,8 @@ class Instruments:
         self.received = Counter(
             "notifications_received",
             "POST /notifications by outcome: queued, idempotent_repeat, or rejected as invalid (422), "
-            "over_limit (413, 408, 503), unauthorized (401, 429), error (other 5xx).",
+            "over_limit (413, 408, 503), unauthorized (401, 429 after failed logins), rate_limited (429 over "
+            "API_RATE_LIMIT), error (other 5xx).",
             ["outcome"],
         )
         self.attempts = Counter(
@@ -113,10 +125,36 @@ class Instruments:
             ["method", "route"],
             buckets=HTTP_BUCKETS,
         )
+        self.held = Counter(
+            "notifications_held",
+            "Messages held back instead of sent, by reason: message_rate (MAIL_RATE_LIMIT), recipient_rate "
+            "(MAIL_RECIPIENT_RATE_LIMIT), pace (slowed down after throttling), throttle (a throttling reply), "
+            "quota (a spent quota).",
+            ["reason"],
+        )
+        self.pace = Gauge(
+            "smtp_pace_messages_per_second",
+            "Messages per second the processes allow themselves to the server after throttling replies "
+            "(summed over processes; 0: not slowed down).",
+            ["server"],
+            multiprocess_mode="livesum",
+        )
+        self.throttle_replies = Counter(
+            "smtp_throttle_replies",
+            "Throttling replies from the server, by what they ask: rate, connections, quota.",
+            ["server", "kind"],
+        )
+        self.api_rate_limited = Counter(
+            "api_rate_limited",
+            "Requests refused with 429 over API_RATE_LIMIT, by the key's fingerprint (never the key).",
+            ["key"],
+        )
         for outcome in RECEIVED_OUTCOMES:  # present from the start, so rate() sees the first one
             self.received.labels(outcome)
         for outcome in DELIVERY_OUTCOMES:
             self.outcomes.labels(outcome)
+        for reason in HOLD_REASONS:
+            self.held.labels(reason)
 
 
 _instruments: list[Instruments] = []
@@ -195,6 +233,8 @@ def received_outcome(status: int, scope: Scope) -> str:
     if status < 300:
         outcome = scope.get("state", {}).get("notification_outcome")
         return outcome if outcome in RECEIVED_OUTCOMES else "queued"
+    if status == 429 and scope.get("state", {}).get(RATE_LIMITED):
+        return "rate_limited"
     if status in (401, 403, 429):  # 429: the address failed to authenticate too often
         return "unauthorized"
     if status in (408, 413, 503):  # 503: the bodies in flight are capped

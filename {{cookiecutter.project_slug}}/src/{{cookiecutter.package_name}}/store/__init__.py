@@ -1,6 +1,7 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
 from .models import NotificationRecord, Status
+from .rate_limits import RateLimitHit
 from .repository import (
     OUTCOME_UNKNOWN,
     Added,
@@ -24,6 +25,7 @@ __all__ = [
     "NotificationRecord",
     "NotificationStore",
     "Outcome",
+    "RateLimitHit",
     "SchemaError",
     "Status",
     "StoreSettings",
