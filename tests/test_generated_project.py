@@ -12,17 +12,34 @@ import pytest
 
 from .conftest import DELIVERIES, answers_id, render, run_project_tests
 
-# Every delivery, and a package name other than the default (no test or module may hard-code it).
-ANSWERS = [{"delivery": delivery} for delivery in DELIVERIES] + [
-    {"delivery": "celery", "package_name": "notify_svc"}
-]
+SUITES = [{"delivery": delivery} for delivery in DELIVERIES]
+"""The answers whose whole suite runs (in the fresh virtualenv test of a full run)."""
+OTHER_NAME = {"delivery": "celery", "package_name": "notify_svc"}
+"""A package name other than the default: no module or test may hard-code the default's."""
+ANSWERS = [*SUITES, OTHER_NAME]
 
 
-@pytest.mark.parametrize("answers", ANSWERS, ids=answers_id)
+@pytest.mark.parametrize("answers", SUITES, ids=answers_id)
 def test_generated_suite_passes(tmp_path: Path, answers: dict[str, str]) -> None:
     result = run_project_tests(render(tmp_path, **answers))
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+def test_another_package_name_is_used_everywhere(tmp_path: Path) -> None:
+    """No file names the default package, and every test module imports (a whole run would add nothing else:
+    the code is the same, only the name differs)."""
+    project = render(tmp_path, **OTHER_NAME)
+    default = "oscis_mail_service"
+    named = [
+        str(path.relative_to(project))
+        for path in project.rglob("*")
+        if path.is_file() and default in path.read_text(errors="ignore")
+    ]
+    assert named == []
+    collected = run_project_tests(project, "--collect-only")
+    assert collected.returncode == 0, collected.stdout[-6000:] + collected.stderr[-2000:]
+    assert " tests collected" in collected.stdout
 
 
 @pytest.mark.parametrize("answers", ANSWERS, ids=answers_id)
