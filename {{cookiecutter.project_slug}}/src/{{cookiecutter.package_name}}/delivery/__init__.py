@@ -11,6 +11,7 @@ from typing import Protocol
 
 from ..mail import MailSettings
 from ..observability.metrics import MetricsSettings
+from ..ratelimit.settings import LimitsInForce
 from ..store import StoreSettings
 from .settings import DeliverySettings
 
@@ -42,3 +43,6 @@ class DeliveryContext(Protocol):
 
     @property
     def metrics(self) -> MetricsSettings: ...
+
+    @property
+    def limits_in_force(self) -> LimitsInForce: ...

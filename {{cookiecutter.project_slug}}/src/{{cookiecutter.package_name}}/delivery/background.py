@@ -12,6 +12,7 @@ from ..ratelimit.storage import shared_storage
 from ..store import NotificationStore
 from . import DeliveryContext
 from .dispatcher import Dispatcher
+from .holding import sending_gate
 from .metrics import delivery_metrics
 
 
@@ -43,6 +44,7 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
     """The delivery of this project: a dispatcher in the service process."""
     metrics = delivery_metrics(settings.metrics)
     mailer = Mailer(settings.mail, metrics)
+    gate = sending_gate(limits_storage(store), settings.mail, settings.limits_in_force, settings.metrics)
     dispatcher = Dispatcher(
         store,
         mailer,
@@ -51,6 +53,7 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
         service_name=SERVICE_NAME,
         sender=str(settings.mail.from_address),
         events=metrics,
+        gate=gate,
     )
     return BackgroundDelivery(dispatcher, mailer)
 
