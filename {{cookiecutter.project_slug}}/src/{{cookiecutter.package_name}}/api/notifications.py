@@ -17,6 +17,7 @@ from ..settings import ApiSettings
 from ..store import IdempotencyKeyReusedError, Status
 from .deps import ClientStoreDep, DeliveryDep, SettingsDep, authenticated_client
 from .recipients import check_recipients
+from .scheduling import due_time
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"], dependencies=[Depends(authenticated_client)])
@@ -93,6 +94,7 @@ async def create_notification(
     """Queue an email to `to` (and `cc`): answered once it is committed, sent afterwards, with the id in X-Notification-ID."""
     check_limits(content, settings.api)
     check_recipients(content, settings.api)
+    send_at = due_time(content, settings.api)
     notification = Notification.accept(content)
     try:
         added = await store.add(
@@ -103,6 +105,8 @@ async def create_notification(
             request_hash=request_hash(content) if idempotency_key else None,
             key_ttl=settings.store.idempotency_key_ttl,
             request_id=REQUEST_ID.get(),
+            send_at=send_at,
+            priority=content.priority,
         )
     except IdempotencyKeyReusedError:
         raise RequestValidationError(

@@ -220,7 +220,8 @@ class NotificationStore:
 
         Each claim counts as an attempt, so an attempt cut off by a crash or a time limit counts too.
         With `notification_id`, only that notification is claimed (if it is due). Concurrent
-        claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer).
+        claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer). Due ones are
+        claimed, and returned, by priority, then by due time.
         """
         now = utcnow()
         table = NotificationRecord
@@ -250,7 +251,8 @@ class NotificationStore:
             .execution_options(synchronize_session=False)
         )
         async with self._write_lock, self._sessions.begin() as session:
-            return list(await session.scalars(claim))
+            claimed = list(await session.scalars(claim))
+        return sorted(claimed, key=lambda record: (record.priority, record.next_attempt_at))
 
     async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
         """Push the lease on `claimed` to `lease` seconds from now (a slow send keeps its claim); False if lost."""
