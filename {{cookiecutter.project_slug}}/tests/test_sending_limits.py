@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }}.store import utcnow
 
 from .conftest import auth, service
 from .smtp_server import SmtpServer
+from .test_metrics import scrape, value
 from .test_outbox import wait_for_status
 
 
@@ -67,9 +68,11 @@ def test_a_quota_reply_holds_the_notification_queued_until_the_window_has_passed
         "550 5.4.5 Daily user sending limit exceeded. For more information"
     )
     with service(monkeypatch, MAIL_RATE_LIMIT="100/hour") as client:
+        before = scrape(client)
         posted = utcnow()
         notification_id = client.post("/notifications", json=one(0), headers=auth()).json()["id"]
         answer = wait_until_held(client, notification_id)
+        after = scrape(client)
 
     assert answer["status"] == "queued"
     assert answer["attempts"] == []
@@ -77,6 +80,12 @@ def test_a_quota_reply_holds_the_notification_queued_until_the_window_has_passed
     earliest = datetime.fromisoformat(answer["next_attempt_at"])
     assert posted + timedelta(minutes=59) < earliest < utcnow() + timedelta(hours=1, minutes=1)
     assert smtp_server.received == []
+    for name, labels in [
+        ("notifications_held_total", {"reason": "quota"}),
+        ("smtp_throttle_replies_total", {"server": "localhost", "kind": "quota"}),
+    ]:
+        assert value(after, name, **labels) == value(before, name, **labels) + 1, name
+    assert value(after, "notifications_scheduled") == 1
 
 
 def test_a_notification_held_by_the_rate_limit_is_sent_once_the_window_frees(

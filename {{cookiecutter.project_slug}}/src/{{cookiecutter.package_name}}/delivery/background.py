@@ -60,4 +60,4 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
 
 def limits_storage(store: NotificationStore) -> Storage:
     """Where this project counts its rate limits: the store's database."""
-    return shared_storage(store.engine)
+    return shared_storage(store.engine, store.write_lock)

@@ -177,4 +177,5 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Cele
 
 def limits_storage(store: NotificationStore) -> Storage:
     """Where this project counts its rate limits: Redis when it is the broker, else the store's database."""
-    return shared_storage(store.engine, load_settings(CelerySettings).broker_url.get_secret_value())
+    broker = load_settings(CelerySettings).broker_url.get_secret_value()
+    return shared_storage(store.engine, broker, store.write_lock)

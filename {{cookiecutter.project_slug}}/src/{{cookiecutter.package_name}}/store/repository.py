@@ -195,6 +195,12 @@ class NotificationStore:
                 results.append(bool(result.rowcount))
         return results
 
+    @property
+    def write_lock(self) -> WriteLock:
+        """What this process's writes to the store's database take turns on (SQLite; a no-op on PostgreSQL): a
+        writer sharing the engine takes it too, rather than wait on SQLite's busy timeout."""
+        return self._write_lock
+
     async def aclose(self) -> None:
         """Close the engine's connections."""
         await self.engine.dispose()
