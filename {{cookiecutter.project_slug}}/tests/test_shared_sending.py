@@ -18,7 +18,7 @@ import pytest
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import running_redis, worker_command, worker_environment
 {% endif -%}
-from .conftest import auth, migrate
+from .conftest import auth, migrate{% if cookiecutter.delivery == "celery" %}, service{% endif %}
 from .service_process import ServiceProcess
 from .smtp_server import SmtpServer
 
@@ -101,3 +101,35 @@ def test_two_api_processes_keep_together_under_the_rate_limit(
 
     assert sorted(str(each.message["X-Notification-ID"]) for each in received) == sorted(ids)  # each once
     assert most_in_any_window(smtp_server.handler.arrived, PERIOD - ARRIVAL_SLACK) <= LIMIT
+{%- if cookiecutter.delivery == "celery" %}
+
+
+def test_a_high_notification_published_behind_300_low_ones_is_taken_first(
+    database_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    migrate(database_url)
+    low = {"to": ["low@example.com"], "subject": "Digest", "body": "b", "format": "text", "priority": "low"}
+    with running_redis(tmp_path) as broker:
+        monkeypatch.setenv("CELERY_BROKER_URL", broker)
+        monkeypatch.setenv("CELERY_QUEUE", f"test-{uuid.uuid4().hex}")
+        with service(monkeypatch) as client:  # every message is in the broker once the service has stopped
+            for _ in range(300):
+                client.post("/notifications", json=low, headers=auth())
+            high = {**low, "to": ["high@example.com"], "subject": "Password reset", "priority": "high"}
+            client.post("/notifications", json=high, headers=auth())
+        with (tmp_path / "worker.log").open("wb") as log:
+            worker = subprocess.Popen(
+                worker_command("--concurrency", "1", "--without-mingle", "--without-gossip"),
+                env=worker_environment(),
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            received = smtp_server.handler.wait_for(5, timeout=30)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=20)
+
+    assert [list(each.recipients) for each in received[:5]].index(["high@example.com"]) < 2
+{%- endif %}

@@ -120,7 +120,7 @@ async def create_notification(
         ) from None
     request.state.notification_outcome = "queued" if added.created else "idempotent_repeat"  # for the metrics
     if added.created:
-        await delivery.submit(added.id)
+        await delivery.submit(added.id, content.priority)
         with log_context(added.id):
             logger.info(
                 "notification %s queued for %d recipient(s) of client %s",

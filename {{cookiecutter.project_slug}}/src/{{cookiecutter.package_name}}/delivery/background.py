@@ -9,7 +9,7 @@ from limits.aio.storage import Storage
 from .. import SERVICE_NAME
 from ..mail import Mailer
 from ..ratelimit.storage import shared_storage
-from ..store import NotificationStore
+from ..store import NotificationStore, Priority
 from . import DeliveryContext
 from .dispatcher import Dispatcher
 from .holding import sending_gate
@@ -28,8 +28,8 @@ class BackgroundDelivery:
         """Start sending (including what an earlier process left queued)."""
         self._runner = asyncio.create_task(self._dispatcher.run(), name="dispatcher")
 
-    async def submit(self, notification_id: str) -> None:
-        """`notification_id` was committed: send it soon."""
+    async def submit(self, notification_id: str, priority: Priority = Priority.NORMAL) -> None:
+        """`notification_id` was committed: send it soon (the dispatcher claims by priority)."""
         self._dispatcher.wake()
 
     async def aclose(self) -> None:

@@ -315,14 +315,14 @@ class NotificationStore:
         }
         return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
 
-    async def due(self, limit: int) -> list[tuple[str, datetime]]:
-        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due
-        (for a sweeper to publish)."""
+    async def due(self, limit: int) -> list[tuple[str, datetime, int]]:
+        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due and its
+        priority (`Priority.rank`), highest priority first (for a sweeper to publish)."""
         now = utcnow()
         table = NotificationRecord
         since = case((table.status == Status.SENDING, table.lease_until), else_=table.next_attempt_at)
         query = (
-            select(table.id, since)
+            select(table.id, since, table.priority)
             .where(
                 or_(
                     and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
@@ -333,7 +333,7 @@ class NotificationStore:
             .limit(limit)
         )
         async with self._sessions() as session:
-            return [(row[0], row[1]) for row in await session.execute(query)]
+            return [(row[0], row[1], row[2]) for row in await session.execute(query)]
 
     async def backlog(self) -> Backlog:
         """How many notifications wait or are being sent, and when the oldest due one became due."""
