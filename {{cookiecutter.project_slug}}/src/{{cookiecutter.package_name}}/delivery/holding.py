@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 STORAGE_RETRY = 5.0
 """Seconds sending waits when the limits' storage cannot be read (nothing is sent uncounted)."""
+MOST_SPREAD = 60.0
+"""Seconds over which notifications held back together come back at most (see `Holding._spread`)."""
 
 
 def sending_gate(
@@ -85,8 +88,17 @@ class Holding:
         self._clear = not held
         if held and admission.retry_at is not None:
             why = "held back by a sending limit (MAIL_RATE_LIMIT, MAIL_RECIPIENT_RATE_LIMIT) or the pace"
-            await asyncio.gather(*(self.hold(record, admission.retry_at, why) for record in held))
+            await asyncio.gather(
+                *(self.hold(record, self._spread(admission.retry_at), why) for record in held)
+            )
         return [*overdue, *admitted]
+
+    def _spread(self, retry_at: datetime) -> datetime:
+        """A random time within the shortest window (MOST_SPREAD at most) after `retry_at`: when a window frees one
+        message's room, not every notification waiting for it comes back at once, each to be held again."""
+        window = None if self.gate is None else self.gate.shortest_window
+        spread = min(window or 0, MOST_SPREAD)
+        return retry_at + timedelta(seconds=random.uniform(0, spread))  # noqa: S311 - not a secret
 
     def throttled(self, error: BaseException) -> datetime | None:
         """Until when to hold a notification whose send failed with `error`: a throttling or quota reply
