@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from {{ cookiecutter.package_name }}.store import utcnow
+from {{ cookiecutter.package_name }}.store import NotificationRecord, NotificationStore, open_engine, utcnow
 
-from .conftest import auth, service
+from .conftest import auth, migrate, service
 from .smtp_server import SmtpServer
 from .test_metrics import scrape, value
 from .test_outbox import wait_for_status
@@ -107,3 +109,28 @@ def test_a_notification_held_by_the_rate_limit_is_sent_once_the_window_frees(
     # Admitted 3 s apart at least; they reach the server a little later each, not always equally late.
     gaps = [later - earlier for earlier, later in zip(times, times[2:], strict=False)]
     assert min(gaps) >= 3 - 1, gaps
+
+
+def test_a_notification_held_back_for_longer_than_delivery_max_hold_fails_saying_so(
+    database_url: str, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(database_url)
+
+    async def held_for_four_days() -> None:
+        store = NotificationStore(open_engine(database_url))
+        try:
+            await store.for_client("default").add("held" + "0" * 28, one(0), ["user0@example.com"])
+            async with store.engine.begin() as connection:
+                await connection.execute(
+                    update(NotificationRecord).values(held_since=utcnow() - timedelta(days=4))
+                )
+        finally:
+            await store.aclose()
+
+    asyncio.run(held_for_four_days())
+    with service(monkeypatch) as client:
+        failed = wait_for_status(client, "held" + "0" * 28, "failed", "sent")
+
+    assert failed["status"] == "failed"
+    assert "DELIVERY_MAX_HOLD (259200 s)" in failed["last_error"]
+    assert smtp_server.received == []
