@@ -60,7 +60,11 @@ def check_limits(content: NotificationContent, limits: ApiSettings) -> None:
 
 def request_hash(content: NotificationContent) -> str:
     """A digest of the request body, to recognise a repeat under the same Idempotency-Key."""
-    canonical = json.dumps(content.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # send_at and priority count when given: a body without them hashes as it did before they existed.
+    unset = {"send_at", "priority"} - content.model_fields_set
+    canonical = json.dumps(
+        content.model_dump(mode="json", exclude=unset), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
