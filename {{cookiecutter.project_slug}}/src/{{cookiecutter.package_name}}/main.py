@@ -18,6 +18,8 @@ from .api.rate_limit import ApiRateLimits
 from .api.request_id import RequestIdMiddleware
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery, limits_storage
 from .mail import SettingsError
+from .notifications import Composer
+from .notifications.template_files import TemplateFolderError
 from .observability.logs import configure_logging
 from .observability.metrics import HttpMetrics, instruments, process_exiting
 from .ratelimit.api import ApiLimiter
@@ -34,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.logs)
     check_store(settings.store.database_url)
     check_metrics_dir(settings.metrics)
+    composer = Composer.load(settings.messages, service_name=SERVICE_NAME, sender=str(settings.mail.from_address))
     api_limit = settings.limits_in_force.api
     api_limiter = ApiLimiter(api_limit.text) if api_limit.text else None
 
@@ -47,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             api_limiter.bind(storage)
         try:
             app.state.store = store
-            app.state.delivery = create_delivery(settings, store)
+            app.state.delivery = create_delivery(settings, store, composer)
 {%- if cookiecutter.delivery == "celery" %}
             app.state.readiness = health.Readiness({"store": store.ping, "broker": app.state.delivery.ping})
 {%- else %}
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.composer = composer  # the templates, loaded once: the API checks with them, the dispatcher renders
     app.state.authenticator = authenticator = Authenticator(settings.api)
     app.add_middleware(RequestLimits, settings=settings.api, authenticator=authenticator, openapi=app.openapi)
     if api_limiter is not None:
@@ -118,7 +122,7 @@ def __getattr__(name: str) -> FastAPI:
         raise AttributeError(name)
     try:
         application = create_app()
-    except (SettingsError, SchemaError) as error:
+    except (SettingsError, SchemaError, TemplateFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     globals()["app"] = application

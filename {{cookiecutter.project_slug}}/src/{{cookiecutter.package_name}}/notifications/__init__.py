@@ -1,36 +1,95 @@
-"""What a notification is, and how it becomes an email."""
+"""What a notification is: its content as callers send it (a subject and body, or a template with data)."""
 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi_mail import MessageSchema, MessageType
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, NameEmail
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from ..mail import NOTIFICATION_ID_HEADER
 from ..mail.core.headers import HeaderText
-from .templates import EmailTemplates
+from .attachments import AttachmentIn
+from .compose import Composed, Composer, bare, display_id, message_id
+
+__all__ = [
+    "MAX_ADDRESSES",
+    "Composed",
+    "Composer",
+    "Notification",
+    "NotificationContent",
+    "NotificationRequest",
+    "bare",
+    "display_id",
+    "message_id",
+]
 
 MAX_ADDRESSES = 1000
 """Static bound on `to` and on `cc`, checked while parsing; MAX_RECIPIENTS is the configured one."""
-TEMPLATES = EmailTemplates(Path(__file__).parents[1] / "templates" / "email")
+MAX_ATTACHMENTS = 100
+TEMPLATE_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
 class NotificationContent(BaseModel):
-    """The fields a caller sends to `POST /notifications`."""
+    """What a notification holds: recipients, and `subject` + `body` or `template` + `data` (+ `locale`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     to: list[EmailStr] = Field(min_length=1, max_length=MAX_ADDRESSES, description="Recipients.")
     cc: list[EmailStr] = Field(default_factory=list, max_length=MAX_ADDRESSES, description="Copy recipients.")
     reply_to: EmailStr | None = Field(default=None, description="Address replies go to.")
-    subject: HeaderText = Field(min_length=1, max_length=998, description="Subject line; no line breaks.")
-    body: str = Field(min_length=1, description="Plain-text body.")
+    subject: HeaderText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=998,
+        description="Subject line; no line breaks (without `template`).",
+    )
+    body: str | None = Field(default=None, min_length=1, description="Plain-text body (without `template`).")
+    template: str | None = Field(
+        default=None,
+        pattern=TEMPLATE_NAME,
+        description="Name of a template (a folder of MAIL_TEMPLATES_DIR), instead of `subject` and `body`.",
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="The template's variables (only ever data, never template source)."
+    )
+    locale: str | None = Field(
+        default=None,
+        max_length=35,
+        description="BCP 47 language of the template (de-CH falls back to de, then the template's default).",
+    )
     format: Literal["html", "text"] = Field(
         default="html", description="`html`: text plus an HTML version from the template; `text`: text only."
     )
+    bulk: bool = Field(
+        default=False,
+        description="Bulk mail (newsletters, digests): carries one-click List-Unsubscribe; one recipient only.",
+    )
+
+    @model_validator(mode="after")
+    def _subject_and_body_or_template(self) -> NotificationContent:
+        if self.template is None and (self.subject is None or self.body is None):
+            raise ValueError("send `subject` and `body`, or `template` (with `data` and optionally `locale`)")
+        if self.template is not None and (self.subject is not None or self.body is not None):
+            raise ValueError("send either `template` (with `data`) or `subject` and `body`, not both")
+        if self.template is None and (self.data or self.locale):
+            raise ValueError("`data` and `locale` go with `template`")
+        return self
+
+
+class NotificationRequest(NotificationContent):
+    """The body of `POST /notifications`: the content and its attachments (stored beside it)."""
+
+    attachments: list[AttachmentIn] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS,
+        description="Files to attach; their decoded total is bounded by MAIL_MAX_ATTACHMENT_BYTES.",
+    )
+
+    def content(self) -> NotificationContent:
+        """The content without the attachments, as stored in the notification's record."""
+        return NotificationContent.model_construct(
+            **{name: getattr(self, name) for name in NotificationContent.model_fields}
+        )
 
 
 class Notification(NotificationContent):
@@ -41,57 +100,5 @@ class Notification(NotificationContent):
     @classmethod
     def accept(cls, content: NotificationContent) -> Notification:
         """`content` with a new id, without validating the addresses a second time."""
-        return cls.model_construct(**dict(content))
-
-
-def bare(addresses: list[str]) -> list[NameEmail]:
-    """Addresses without display names (pydantic would invent one from the local part)."""
-    return [NameEmail(name=address, email=address) for address in addresses]
-
-
-def display_id(notification_id: str) -> str:
-    """`notification_id` as a reader sees it, in groups of 8 characters joined by hyphens ("1f3c2b4a-9d8e7f61-...").
-
-    Printed bare, a hex id that starts with 1 or 3 and has no 0 (1.7 % of them) reads as a Bitcoin address to
-    SpamAssassin (PDS_BTC_ID: 26 to 35 base58 characters starting with 1 or 3); no group is that long.
-    """
-    return "-".join(notification_id[start : start + 8] for start in range(0, len(notification_id), 8))
-
-
-def message_id(notification_id: str, sender: str) -> str:
-    """The Message-ID of a notification: `<id@sender's domain>`, the same on every attempt."""
-    return f"<{notification_id}@{sender.rpartition('@')[2]}>"
-
-
-def to_message(notification: Notification, service_name: str, sender: str) -> MessageSchema:
-    """The email for `notification` from `sender`: plain text, plus HTML from the template when asked."""
-    # fastapi-mail takes a lowercase "message-id" as the Message-ID (and makes none of its own).
-    headers = {"message-id": message_id(notification.id, sender), NOTIFICATION_ID_HEADER: notification.id}
-    to, cc = bare(notification.to), bare(notification.cc)
-    reply_to = bare([notification.reply_to] if notification.reply_to else [])
-    if notification.format == "text":
-        return MessageSchema(
-            recipients=to,
-            cc=cc,
-            reply_to=reply_to,
-            subject=notification.subject,
-            body=notification.body,
-            subtype=MessageType.plain,
-            headers=headers,
-        )
-    context = {
-        "subject": notification.subject,
-        "body": notification.body,
-        "service_name": service_name,
-        "notification_id": notification.id,
-        "notification_ref": display_id(notification.id),  # what the layouts print (see `display_id`)
-    }
-    return TEMPLATES.message(
-        "notification",
-        context,
-        recipients=to,
-        cc=cc,
-        reply_to=reply_to,
-        subject=notification.subject,
-        headers=headers,
-    )
+        fields = {name: getattr(content, name) for name in NotificationContent.model_fields}
+        return cls.model_construct(**fields)

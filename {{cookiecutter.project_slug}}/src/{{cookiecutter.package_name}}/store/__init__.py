@@ -1,5 +1,6 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
+from .attachments import AttachmentRecord
 from .models import NotificationRecord, Status
 from .rate_limits import RateLimitHit
 from .repository import (
@@ -19,6 +20,7 @@ from .settings import StoreSettings
 __all__ = [
     "OUTCOME_UNKNOWN",
     "Added",
+    "AttachmentRecord",
     "Backlog",
     "ClientNotifications",
     "IdempotencyKeyReusedError",

@@ -33,6 +33,7 @@ from .backoff import backoff
 from .errors import MailError, PermanentMailError, TransientMailError, classify, is_disconnect, printable
 from .events import MailEvents
 from .message import Envelope, MessageBuilder, Sign
+from .parts import Attachment
 from .pool import SessionPool
 from .session import Login
 from .settings import SmtpSettings
@@ -109,7 +110,11 @@ class SmtpMailer:
         return task in self._awaiting_reply
 
     async def send(
-        self, message: MessageSchema, *, recipients: Sequence[str] | None = None
+        self,
+        message: MessageSchema,
+        *,
+        recipients: Sequence[str] | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> DeliveryResult:
         """Send `message`; raises `MailError` (and nothing else but cancellation) when it cannot be delivered.
 
@@ -117,14 +122,15 @@ class SmtpMailer:
         raises `MailerClosedError`, a `MailError` too. `recipients` limits the envelope to some of
         the message's addresses (e.g. those a server deferred; the result names them as given); by
         default it holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept
-        (the same on every attempt).
+        (the same on every attempt). `attachments` (files, inline images) are added encoded once, so a large
+        file costs little more than the message's own size in memory.
         """
         self._ensure_open()
         self._in_flight += 1
         self._drained.clear()
         try:
             try:
-                envelope = await self._builder.build(message, recipients)
+                envelope = await self._builder.build(message, recipients, attachments)
             except Exception as error:
                 raise classify(error, "building the message", self._secrets) from error
             return await self._deliver(envelope)
