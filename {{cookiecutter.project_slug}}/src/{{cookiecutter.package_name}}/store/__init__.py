@@ -1,6 +1,8 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
+from .events import RecipientEventRecord
 from .models import NotificationRecord, Status
+from .outbox import OutgoingEventRecord
 from .rate_limits import RateLimitHit
 from .repository import (
     OUTCOME_UNKNOWN,
@@ -15,6 +17,7 @@ from .repository import (
 )
 from .schema import SchemaError, check_schema, upgrade
 from .settings import StoreSettings
+from .suppressions import Reason, Suppression, SuppressionList, normalize
 
 __all__ = [
     "OUTCOME_UNKNOWN",
@@ -25,11 +28,17 @@ __all__ = [
     "NotificationRecord",
     "NotificationStore",
     "Outcome",
+    "OutgoingEventRecord",
     "RateLimitHit",
+    "Reason",
+    "RecipientEventRecord",
     "SchemaError",
     "Status",
     "StoreSettings",
+    "Suppression",
+    "SuppressionList",
     "check_schema",
+    "normalize",
     "open_engine",
     "upgrade",
     "utcnow",
