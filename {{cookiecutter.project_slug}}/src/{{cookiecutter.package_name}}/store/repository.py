@@ -20,6 +20,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from .attachments import ATTACHMENTS_KEY, AttachmentRecord
 from .models import NotificationRecord, Status
+from .suppressions import SuppressionList
 
 __all__ = [
     "OUTCOME_UNKNOWN",
@@ -175,6 +176,8 @@ class NotificationStore:
         self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
         self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
+        self.suppressions = SuppressionList(engine, self._write_lock)
+        """The addresses not sent to (`add_suppression`, `is_suppressed`, `page`, `delete`)."""
 
     async def _insert(self, rows: list[dict[str, Any]]) -> list[bool]:
         files = [file for row in rows for file in row.get(ATTACHMENTS_KEY, ())]
