@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import errors, health, metrics, notifications, status, suppressions
+from .api import errors, health, metrics, notifications, status, suppressions, unsubscribe
 from .api.auth import Authenticator
 from .api.limits import RequestLimits
 from .api.rate_limit import ApiRateLimits
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(notifications.router)
     app.include_router(status.router)
+    app.include_router(unsubscribe.router)
     app.include_router(suppressions.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
