@@ -63,7 +63,20 @@ async def confirm_page(token: str, composer: ComposerDep) -> HTMLResponse:
     )
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+ONE_CLICK_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "properties": {"List-Unsubscribe": {"const": "One-Click"}}}
+            }
+        },
+    }
+}
+"""What mail providers POST (RFC 8058), declared so the request limits let the small form body in; it is not read."""
+
+
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, openapi_extra=ONE_CLICK_BODY)
 async def unsubscribe(token: str, composer: ComposerDep, store: StoreDep) -> HTMLResponse:
     """Put the token's address on the suppression list (reason `unsubscribe`); repeating it changes nothing more."""
     found = verified(token, composer)
