@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.notifications.settings import PACKAGED_TEMPLATES
 
 from .conftest import auth, service
@@ -191,3 +192,44 @@ def wait_for_status(client: TestClient, notification_id: str) -> dict[str, objec
             return found
         time.sleep(0.05)
     raise AssertionError(f"notification {notification_id} did not finish")
+
+
+def test_templates_check_renders_every_template_in_every_locale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["templates", "check"]) == 0
+    assert "welcome: en, de" in capsys.readouterr().out
+
+    broken = tmp_path / "email" / "receipt"
+    (broken / "de").mkdir(parents=True)
+    (broken / "subject.txt").write_text("Receipt {{ '{{' }} number }}")
+    (broken / "body.txt").write_text("Total {{ '{{' }} total }}")
+    (broken / "body.html").write_text("<p>Total {{ '{{' }} total }}</p>")
+    (broken / "example.json").write_text('{"number": 7}')
+    for name in ("subject.txt", "body.txt", "body.html"):
+        (broken / "de" / name).write_text((broken / name).read_text())
+    assert main(["templates", "check", "--dir", str(tmp_path / "email")]) == 1
+    errors = capsys.readouterr().err
+    assert "receipt (en)" in errors and "receipt (de)" in errors and "total" in errors
+
+
+def test_openapi_lists_the_templates_and_their_variables(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    field = schema["components"]["schemas"]["NotificationRequest"]["properties"]["template"]
+    assert field["x-templates"]["welcome"]["variables"] == ["login_url", "name", "product"]
+    assert field["x-templates"]["password_reset"]["locales"] == ["en", "de"]
+    assert "welcome" in json.dumps(field["anyOf"])
+
+
+def test_dev_preview_renders_sandboxed_with_the_example(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with service(monkeypatch, DEV_MODE="true") as client:
+        page = client.get("/dev/templates/welcome", params={"locale": "de-CH"})
+        assert page.status_code == 200
+        assert "sandbox" in page.headers["Content-Security-Policy"]
+        assert "Willkommen bei Acme Cloud" in page.text and "data:image/png;base64," in page.text
+        assert "Subject: Reset your password" in client.get("/dev/templates/password_reset/text").text
+        assert client.get("/dev/templates/nope").status_code == 404
+        remote = TestClient(client.app, base_url="http://localhost", client=("203.0.113.9", 4000))
+        assert remote.get("/dev/templates/welcome").status_code == 403

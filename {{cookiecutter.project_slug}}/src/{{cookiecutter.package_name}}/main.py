@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from . import SERVICE_NAME
 from .api import errors, health, metrics, notifications, status, suppressions, unsubscribe
+from .api.template_docs import document_templates
 from .api.auth import Authenticator
 from .api.limits import RequestLimits
 from .api.rate_limit import ApiRateLimits
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.composer = composer  # the templates, loaded once: the API checks with them, the dispatcher renders
+    document_templates(app, composer.templates)  # before RequestLimits takes app.openapi
     app.state.authenticator = authenticator = Authenticator(settings.api)
     app.add_middleware(RequestLimits, settings=settings.api, authenticator=authenticator, openapi=app.openapi)
     if api_limiter is not None:
@@ -91,9 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics.enabled:
         app.include_router(metrics.router)
     if settings.api.dev_mode:
-        from .api import dev_inbox
+        from .api import dev_inbox, dev_templates
 
         app.include_router(dev_inbox.router)
+        app.include_router(dev_templates.router)
     return app
 
 
