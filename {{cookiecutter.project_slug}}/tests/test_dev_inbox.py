@@ -72,7 +72,9 @@ def deliver(**change: object) -> str:
 
     async def send() -> None:
         async with Mailer(MailSettings()) as mailer:
-            composer = Composer.load(MessageSettings(), service_name="Test Service", sender="noreply@example.com")
+            composer = Composer.load(
+                MessageSettings(), service_name="Test Service", sender="noreply@example.com"
+            )
             await mailer.send(composer.compose(notification).message)
 
     asyncio.run(send())  # the server stored the message before it answered

@@ -60,7 +60,9 @@ BITCOIN_ID = re.compile(r"\b(?<!=)[13][a-km-zA-HJ-NP-Z1-9]{25,34}\b")
 
 def test_no_notification_id_reads_as_a_bitcoin_address() -> None:
     chance = random.Random(5)
-    composer = Composer.load(MessageSettings(), service_name="Acme Notifications", sender="noreply@example.com")
+    composer = Composer.load(
+        MessageSettings(), service_name="Acme Notifications", sender="noreply@example.com"
+    )
     lookalikes = [chance.choice("13") + "".join(chance.choices("123456789abcdef", k=31)) for _ in range(500)]
     assert all(BITCOIN_ID.search(f"notification {each}") for each in lookalikes)  # printed bare, each matches
     for notification_id in [*lookalikes, *(uuid.UUID(int=chance.getrandbits(128)).hex for _ in range(2000))]:

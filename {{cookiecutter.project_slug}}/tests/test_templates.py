@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,7 +34,7 @@ def example(name: str) -> dict[str, object]:
     return data
 
 
-def post(client: TestClient, **fields: object) -> tuple[int, dict[str, object]]:
+def post(client: TestClient, **fields: object) -> tuple[int, Any]:
     response = client.post("/notifications", json={"to": ["ada@example.com"], **fields}, headers=auth())
     return response.status_code, response.json()
 
@@ -56,7 +58,13 @@ def test_each_sample_in_each_language_arrives_with_inlined_css_and_logo(
     message = received.message
     subject, phrase = EXPECTED[(name, locale)]
     assert message["Subject"] == subject
-    assert structure(message) == ["multipart/related", "multipart/alternative", "text/plain", "text/html", "image/png"]
+    assert structure(message) == [
+        "multipart/related",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "image/png",
+    ]
     text = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
     assert phrase in text
@@ -82,7 +90,8 @@ def test_data_is_escaped_in_html_never_run_as_template(client: TestClient, smtp_
     [received] = smtp_server.handler.wait_for(1)
     html = received.message.get_body(preferencelist=("html",)).get_content()
     text = received.message.get_body(preferencelist=("plain",)).get_content()
-    assert "&lt;b&gt;{{ '{{' }} 7 * 7 }}&lt;/b&gt;" in html and "<b>" not in html
+    assert "&lt;b&gt;{{ '{{' }} 7 * 7 }}&lt;/b&gt;" in html
+    assert "<b>" not in html
     assert "<b>{{ '{{' }} 7 * 7 }}</b>" in text
 
 
@@ -115,7 +124,10 @@ def attachment(name: str, data: bytes, kind: str = "application/pdf") -> dict[st
 def test_attachments_arrive_in_multipart_mixed_with_safe_encoded_names(
     client: TestClient, smtp_server: SmtpServer
 ) -> None:
-    files = [attachment("../../Rechnung März.pdf", PDF), attachment("notes.txt", b"line\n.dot\n", "text/plain")]
+    files = [
+        attachment("../../Rechnung März.pdf", PDF),
+        attachment("notes.txt", b"line\n.dot\n", "text/plain"),
+    ]
     code, _ = post(client, template="welcome", data=example("welcome"), attachments=files)
     assert code == 202
 
@@ -173,7 +185,9 @@ def test_a_message_over_the_servers_size_fails_once_saying_so(
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)
         with service(monkeypatch) as client:
-            code, answer = post(client, subject="Big", body="Files", attachments=[attachment("a.pdf", PDF * 3)])
+            code, answer = post(
+                client, subject="Big", body="Files", attachments=[attachment("a.pdf", PDF * 3)]
+            )
             assert code == 202
             status = wait_for_status(client, str(answer["id"]))
         assert server.received == []
@@ -182,12 +196,10 @@ def test_a_message_over_the_servers_size_fails_once_saying_so(
     assert len(status["attempts"]) == 1  # permanent: no retries
 
 
-def wait_for_status(client: TestClient, notification_id: str) -> dict[str, object]:
-    import time
-
+def wait_for_status(client: TestClient, notification_id: str) -> Any:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        found: dict[str, object] = client.get(f"/notifications/{notification_id}", headers=auth()).json()
+        found = client.get(f"/notifications/{notification_id}", headers=auth()).json()
         if found["status"] in ("sent", "failed"):
             return found
         time.sleep(0.05)
@@ -210,7 +222,9 @@ def test_templates_check_renders_every_template_in_every_locale(
         (broken / "de" / name).write_text((broken / name).read_text())
     assert main(["templates", "check", "--dir", str(tmp_path / "email")]) == 1
     errors = capsys.readouterr().err
-    assert "receipt (en)" in errors and "receipt (de)" in errors and "total" in errors
+    assert "receipt (en)" in errors
+    assert "receipt (de)" in errors
+    assert "total" in errors
 
 
 def test_openapi_lists_the_templates_and_their_variables(client: TestClient) -> None:
@@ -228,7 +242,8 @@ def test_dev_preview_renders_sandboxed_with_the_example(
         page = client.get("/dev/templates/welcome", params={"locale": "de-CH"})
         assert page.status_code == 200
         assert "sandbox" in page.headers["Content-Security-Policy"]
-        assert "Willkommen bei Acme Cloud" in page.text and "data:image/png;base64," in page.text
+        assert "Willkommen bei Acme Cloud" in page.text
+        assert "data:image/png;base64," in page.text
         assert "Subject: Reset your password" in client.get("/dev/templates/password_reset/text").text
         assert client.get("/dev/templates/nope").status_code == 404
         remote = TestClient(client.app, base_url="http://localhost", client=("203.0.113.9", 4000))

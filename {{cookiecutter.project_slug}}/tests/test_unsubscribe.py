@@ -42,12 +42,14 @@ def test_bulk_mail_carries_one_click_unsubscribe_that_suppresses_once(
     header = received.message["List-Unsubscribe"]
     assert received.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = re.search(r"<(https://mail\.example\.com/unsubscribe/[^>]+)>", header)
-    assert url is not None and "<mailto:unsubscribe@example.com?subject=unsubscribe>" in header
+    assert url is not None
+    assert "<mailto:unsubscribe@example.com?subject=unsubscribe>" in header
     path = url.group(1).removeprefix("https://mail.example.com")
     assert path in received.message.get_body(preferencelist=("html",)).get_content()
 
     page = bulk_client.get(path)
-    assert page.status_code == 200 and "<form method=\"post\">" in page.text
+    assert page.status_code == 200
+    assert '<form method="post">' in page.text
     assert suppressed(bulk_client) == []  # a GET (a link scanner) changes nothing
 
     form = {"List-Unsubscribe": "One-Click"}
@@ -62,14 +64,17 @@ def test_a_tampered_or_expired_token_changes_nothing_and_says_so(bulk_client: Te
     tokens = UnsubscribeTokens(SecretStr(SECRET), 3600)
     good = tokens.issue("ada@example.com", "n1")
     payload, _, mac = good.partition(".")
-    forged = UnsubscribeTokens(SecretStr("another-secret-0123456789-abcdefghijkl"), 3600).issue("ada@example.com", "n1")
+    forged = UnsubscribeTokens(SecretStr("another-secret-0123456789-abcdefghijkl"), 3600).issue(
+        "ada@example.com", "n1"
+    )
     for token in (f"{payload}x.{mac}", forged, f"{payload}.{mac[:-2]}", "garbage"):
         answer = bulk_client.post(f"/unsubscribe/{token}")
         assert answer.status_code == 400
         assert "Nothing was changed" in answer.text
     expired = tokens.issue("ada@example.com", "n1", now=0)
     answer = bulk_client.post(f"/unsubscribe/{expired}")
-    assert answer.status_code == 400 and "expired" in answer.text
+    assert answer.status_code == 400
+    assert "expired" in answer.text
     assert suppressed(bulk_client) == []
     with pytest.raises(InvalidTokenError):
         tokens.verify(expired)
@@ -79,7 +84,8 @@ def test_bulk_mail_needs_one_recipient_and_an_unsubscribe_address(
     client: TestClient, bulk_client: TestClient
 ) -> None:
     answer = client.post("/notifications", json=BULK, headers=auth())
-    assert answer.status_code == 422 and "MAIL_UNSUBSCRIBE_URL" in answer.text
+    assert answer.status_code == 422
+    assert "MAIL_UNSUBSCRIBE_URL" in answer.text
     two = {**BULK, "to": ["a@example.com", "b@example.com"]}
     assert bulk_client.post("/notifications", json=two, headers=auth()).status_code == 422
     assert client.get("/notifications", headers=auth()).json()["items"] == []

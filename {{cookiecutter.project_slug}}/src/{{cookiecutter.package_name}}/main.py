@@ -12,11 +12,11 @@ from fastapi import FastAPI
 
 from . import SERVICE_NAME
 from .api import errors, health, metrics, notifications, status, suppressions, unsubscribe
-from .api.template_docs import document_templates
 from .api.auth import Authenticator
 from .api.limits import RequestLimits
 from .api.rate_limit import ApiRateLimits
 from .api.request_id import RequestIdMiddleware
+from .api.template_docs import document_templates
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery, limits_storage
 from .mail import SettingsError
 from .notifications import Composer
@@ -37,7 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.logs)
     check_store(settings.store.database_url)
     check_metrics_dir(settings.metrics)
-    composer = Composer.load(settings.messages, service_name=SERVICE_NAME, sender=str(settings.mail.from_address))
+    composer = Composer.load(
+        settings.messages, service_name=SERVICE_NAME, sender=str(settings.mail.from_address)
+    )
     api_limit = settings.limits_in_force.api
     api_limiter = ApiLimiter(api_limit.text) if api_limit.text else None
 
@@ -71,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
-    app.state.composer = composer  # the templates, loaded once: the API checks with them, the dispatcher renders
+    # The templates, loaded once: the API checks with them, the dispatcher renders.
+    app.state.composer = composer
     document_templates(app, composer.templates)  # before RequestLimits takes app.openapi
     app.state.authenticator = authenticator = Authenticator(settings.api)
     app.add_middleware(RequestLimits, settings=settings.api, authenticator=authenticator, openapi=app.openapi)

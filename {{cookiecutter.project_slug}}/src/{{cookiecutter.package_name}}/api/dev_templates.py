@@ -17,10 +17,19 @@ from .deps import ComposerDep
 from .dev_inbox import EMAIL_CSP, local_only
 
 router = APIRouter(
-    prefix="/dev/templates", tags=["dev templates"], include_in_schema=False, dependencies=[Depends(local_only)]
+    prefix="/dev/templates",
+    tags=["dev templates"],
+    include_in_schema=False,
+    dependencies=[Depends(local_only)],
 )
-PREVIEW_HEADERS = {"Content-Security-Policy": EMAIL_CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-LocaleQuery = Annotated[str | None, Query(max_length=35, description="BCP 47 locale; default: the template's")]
+PREVIEW_HEADERS = {
+    "Content-Security-Policy": EMAIL_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+LocaleQuery = Annotated[
+    str | None, Query(max_length=35, description="BCP 47 locale; default: the template's")
+]
 
 
 def rendered(name: str, locale: str | None, composer: ComposerDep) -> Rendered:
@@ -49,7 +58,11 @@ async def preview_html(name: str, composer: ComposerDep, locale: LocaleQuery = N
     for image in found.images:
         data = base64.b64encode(image.data).decode("ascii")
         html = html.replace(f"cid:{image.name}", f"data:{image.content_type};base64,{data}")
-    headers = {**PREVIEW_HEADERS, "X-Email-Subject": found.subject.encode("ascii", "replace").decode(), "X-Locale": found.locale}
+    headers = {
+        **PREVIEW_HEADERS,
+        "X-Email-Subject": found.subject.encode("ascii", "replace").decode(),
+        "X-Locale": found.locale,
+    }
     return Response(html, media_type="text/html", headers=headers)
 
 
@@ -57,4 +70,6 @@ async def preview_html(name: str, composer: ComposerDep, locale: LocaleQuery = N
 async def preview_text(name: str, composer: ComposerDep, locale: LocaleQuery = None) -> Response:
     """The subject and plain text of template `name`."""
     found = rendered(name, locale, composer)
-    return Response(f"Subject: {found.subject}\n\n{found.text}", media_type="text/plain", headers=PREVIEW_HEADERS)
+    return Response(
+        f"Subject: {found.subject}\n\n{found.text}", media_type="text/plain", headers=PREVIEW_HEADERS
+    )

@@ -42,7 +42,9 @@ def check_templates(folder: Path) -> TemplateReport:
         report.problems.append(f"{folder}: no templates (one folder per template)")
     for name, template in registry.templates.items():
         if template.variables and not template.source.example:
-            report.problems.append(f"{name}: add {name}/example.json with a value for each of: {template.needs}")
+            report.problems.append(
+                f"{name}: add {name}/example.json with a value for each of: {template.needs}"
+            )
             continue
         for locale in template.locales:
             try:
