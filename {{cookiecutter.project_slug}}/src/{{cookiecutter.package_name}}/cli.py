@@ -205,7 +205,7 @@ def templates_check(args: argparse.Namespace) -> int:
     from .notifications.settings import MessageSettings
 
     try:
-        folder = args.dir or load_settings(MessageSettings).templates_dir
+        folder = args.dir or load_settings(MessageSettings).templates_folder
     except SettingsError as error:
         return fail(error)
     return run_check(folder)

@@ -71,7 +71,7 @@ class Composer:
     def load(cls, settings: MessageSettings, *, service_name: str, sender: str) -> Composer:
         """A composer with the templates of MAIL_TEMPLATES_DIR, loaded now."""
         return cls(
-            TemplateRegistry(settings.templates_dir), settings, service_name=service_name, sender=sender
+            TemplateRegistry(settings.templates_folder), settings, service_name=service_name, sender=sender
         )
 
     @property

@@ -30,9 +30,9 @@ class MessageSettings(EnvSettings):
 
     model_config = SettingsConfigDict(env_prefix="MAIL_", hide_input_in_errors=True)
 
-    templates_dir: Path = Field(
-        default=PACKAGED_TEMPLATES,
-        description="Folder of the email templates, one subfolder per template (default: the package's own).",
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Folder of the email templates, one subfolder per template; unset: the package's own.",
     )
     max_attachment_bytes: int = Field(
         default=10 * 1024 * 1024,
@@ -82,6 +82,11 @@ class MessageSettings(EnvSettings):
                     "with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
                 )
         return self
+
+    @property
+    def templates_folder(self) -> Path:
+        """MAIL_TEMPLATES_DIR, else the templates shipped in the package."""
+        return self.templates_dir or PACKAGED_TEMPLATES
 
     @property
     def unsubscribe_enabled(self) -> bool:

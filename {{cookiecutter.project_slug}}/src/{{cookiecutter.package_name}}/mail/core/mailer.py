@@ -122,8 +122,7 @@ class SmtpMailer:
         raises `MailerClosedError`, a `MailError` too. `recipients` limits the envelope to some of
         the message's addresses (e.g. those a server deferred; the result names them as given); by
         default it holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept
-        (the same on every attempt). `attachments` (files, inline images) are added encoded once, so a large
-        file costs little more than the message's own size in memory.
+        (the same on every attempt). `attachments` (files, inline images) are encoded once (`parts.py`).
         """
         self._ensure_open()
         self._in_flight += 1
