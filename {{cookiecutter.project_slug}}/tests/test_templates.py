@@ -26,7 +26,7 @@ EXPECTED = {
     ("notification", "en"): ("Your export is ready", "Sent by"),
     ("notification", "de"): ("Your export is ready", "Gesendet von"),
 }
-PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 2400  # 600 kB: several write slices and base64 blocks
 
 
 def example(name: str) -> dict[str, object]:
@@ -186,7 +186,7 @@ def test_a_message_over_the_servers_size_fails_once_saying_so(
             monkeypatch.setenv(name, value)
         with service(monkeypatch) as client:
             code, answer = post(
-                client, subject="Big", body="Files", attachments=[attachment("a.pdf", PDF * 3)]
+                client, subject="Big", body="Files", attachments=[attachment("a.pdf", PDF)]
             )
             assert code == 202
             status = wait_for_status(client, str(answer["id"]))

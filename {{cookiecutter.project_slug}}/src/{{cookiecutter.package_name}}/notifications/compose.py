@@ -155,13 +155,12 @@ class Composer:
             )
             return Composed(message, tuple(files))
         rendered = self.render(notification, unsubscribe_url)
+        subject = rendered.subject if notification.template else notification.subject  # a posted one as it is
         if notification.format == "text":
-            message = MessageSchema(
-                subject=rendered.subject, body=rendered.text, subtype=MessageType.plain, **common
-            )
+            message = MessageSchema(subject=subject, body=rendered.text, subtype=MessageType.plain, **common)
             return Composed(message, tuple(files))
         message = MessageSchema(
-            subject=rendered.subject,
+            subject=subject,
             body=rendered.text,
             alternative_body=rendered.html,
             subtype=MessageType.plain,

@@ -29,6 +29,7 @@ _COMPLETED = 250
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 _TOO_LARGE = 552
+_WRITE_SLICE = 256 * 1024
 
 
 class MessageTooLargeError(PermanentMailError):
@@ -41,6 +42,16 @@ def _crlf(data: bytes | bytearray) -> bytes | bytearray:
     if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
         return data
     return _LINE_END.sub(b"\r\n", data)
+
+
+async def _write(protocol: Any, payload: bytes | bytearray) -> None:
+    """Write `payload` in slices, each after the transport drained the last (flow control), so that TLS and the
+    socket buffer hold about a slice of a large message, not a copy of all of it. A connection lost meanwhile
+    raises `ConnectionResetError`: the message did not go out."""
+    view = memoryview(payload)
+    for start in range(0, len(view), _WRITE_SLICE):
+        protocol.write(cast(bytes, view[start : start + _WRITE_SLICE]))  # the transport takes any bytes-like
+        await protocol._drain_helper()  # aiosmtplib's StreamWriter.drain(): returns at once unless paused
 
 
 def _check_size(smtp: aiosmtplib.SMTP, size: int, action: str) -> None:
@@ -115,7 +126,7 @@ async def transact(
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
     if _LEADING_DOT.search(payload):  # RFC 5321 4.5.2 dot-stuffing (searching first spares a copy)
         payload = _LEADING_DOT.sub(b"..", payload)
-    protocol.write(cast(bytes, payload))  # its transport takes any bytes-like object: no copy of a bytearray
+    await _write(protocol, payload)
     protocol.write(b".\r\n")
     task = asyncio.current_task()
     if task is not None:
