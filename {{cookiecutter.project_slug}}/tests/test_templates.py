@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.notifications.settings import PACKAGED_TEMPLATES
+from {{ cookiecutter.package_name }}.store import NotificationStore
 
 from .conftest import auth, service
 from .smtp_server import SmtpServer, running_server
@@ -151,6 +152,21 @@ def test_attachments_arrive_in_multipart_mixed_with_safe_encoded_names(
     assert notes.get_payload(decode=True) == b"line\n.dot\n"
 
 
+def test_attachments_are_deleted_with_the_content(
+    client: TestClient, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, answer = post(client, subject="Report", body="Attached.", attachments=[attachment("a.pdf", PDF)])
+    assert code == 202
+    assert wait_for_status(client, answer["id"])["status"] == "sent"
+    store: NotificationStore = client.app.state.store  # type: ignore[attr-defined]
+    assert client.portal is not None
+    assert len(client.portal.call(store.attachments, answer["id"])) == 1
+
+    monkeypatch.setenv("BODY_RETENTION", "0")
+    assert main(["purge"]) == 0
+    assert client.portal.call(store.attachments, answer["id"]) == []
+
+
 def test_plain_text_notification_takes_attachments_too(client: TestClient, smtp_server: SmtpServer) -> None:
     files = [attachment("a.pdf", PDF)]
     assert post(client, subject="Report", body="Attached.", format="text", attachments=files)[0] == 202
@@ -185,9 +201,7 @@ def test_a_message_over_the_servers_size_fails_once_saying_so(
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)
         with service(monkeypatch) as client:
-            code, answer = post(
-                client, subject="Big", body="Files", attachments=[attachment("a.pdf", PDF)]
-            )
+            code, answer = post(client, subject="Big", body="Files", attachments=[attachment("a.pdf", PDF)])
             assert code == 202
             status = wait_for_status(client, str(answer["id"]))
         assert server.received == []
