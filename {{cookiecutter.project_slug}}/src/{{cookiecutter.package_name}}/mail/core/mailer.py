@@ -1,9 +1,8 @@
 """`SmtpMailer`: sends fastapi-mail messages over a pool of SMTP sessions, retrying what may pass.
 
-fastapi-mail's `FastMail.send_message` opens a connection, negotiates TLS with a new TLS
-context, logs in, sends and quits for every call. This mailer keeps up to MAIL_POOL_SIZE
-sessions open and reuses them, with one TLS context for every connection, so a message costs a
-single SMTP transaction. Messages are still built by fastapi-mail, once per message.
+fastapi-mail's `FastMail.send_message` connects, negotiates TLS with a new TLS context, logs in, sends
+and quits for every call. This mailer keeps up to MAIL_POOL_SIZE sessions open with one TLS context for
+every connection, so a message costs one SMTP transaction; fastapi-mail still builds it, once.
 
 Transient failures (lost connection, timeout, 4xx reply) are retried with exponential backoff
 and jitter; permanent ones (5xx reply, refused login, TLS or settings problems) are raised at
@@ -12,9 +11,7 @@ may have been delivered, so the caller decides whether to send it again. While a
 that reply (up to MAIL_DATA_TIMEOUT), the server holds the message: `awaiting_reply` tells a caller
 about to cancel it. A pooled session the server closed is replaced without counting as an attempt.
 How to log in and how to sign are given (`Login`, `Sign`): the package's `Mailer` passes those its
-settings ask for.
-
-A mailer belongs to the event loop that first uses it.
+settings ask for. A mailer belongs to the event loop that first uses it.
 """
 
 from __future__ import annotations
@@ -129,7 +126,7 @@ class SmtpMailer:
         self._drained.clear()
         try:
             try:
-                envelope = await self._builder.build(message, recipients, attachments)
+                envelope = await self._builder.build(message, recipients, attachments=attachments)
             except Exception as error:
                 raise classify(error, "building the message", self._secrets) from error
             return await self._deliver(envelope)

@@ -112,6 +112,7 @@ class MessageBuilder:
         self,
         message: MessageSchema,
         only: Sequence[str] | None = None,
+        *,
         attachments: Sequence[Attachment] = (),
     ) -> Envelope:
         """The envelope of `message`, to all its To, Cc and Bcc addresses or `only` to those given (their
