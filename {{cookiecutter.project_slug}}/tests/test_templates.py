@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.notifications.settings import PACKAGED_TEMPLATES
+from {{ cookiecutter.package_name }}.notifications.templates import TemplateRegistry, TemplateRequestError
 from {{ cookiecutter.package_name }}.store import NotificationStore
 
 from .conftest import auth, service
@@ -262,3 +263,24 @@ def test_dev_preview_renders_sandboxed_with_the_example(
         assert client.get("/dev/templates/nope").status_code == 404
         remote = TestClient(client.app, base_url="http://localhost", client=("203.0.113.9", 4000))
         assert remote.get("/dev/templates/welcome").status_code == 403
+
+
+def test_filters_write_dates_and_amounts_as_the_locale_does(tmp_path: Path) -> None:
+    folder = tmp_path / "email" / "receipt"
+    (folder / "de-CH").mkdir(parents=True)
+    source = "{{ '{{' }} day | date('long') }} / {{ '{{' }} total | money('CHF') }} / {{ '{{' }} count | number }}"
+    for where in (folder, folder / "de-CH"):
+        for name in ("subject.txt", "body.txt", "body.html"):
+            (where / name).write_text(source)
+    registry = TemplateRegistry(tmp_path / "email")
+    data = {"day": "2026-12-07", "total": "1234.5", "count": 1234567}
+
+    english = registry.render("receipt", data).subject
+    swiss = registry.render("receipt", data, "de-CH").subject  # CLDR's details vary with Babel's version
+    assert english.startswith("December 7, 2026 / CHF")
+    assert "1,234.50" in english
+    assert swiss.startswith("7. Dezember 2026 / CHF")
+    assert "234.50" in swiss
+    assert "1,234" not in swiss
+    with pytest.raises(TemplateRequestError, match="cannot be formatted"):
+        registry.render("receipt", {**data, "day": "soon"})

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .formats import FILTERS
 from .template_files import FILES, InlineImage, TemplateFolderError, TemplateSource, fallbacks, read_template
 
 __all__ = [
@@ -63,6 +64,8 @@ def _environments() -> tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEn
         keep_trailing_newline=True,
         auto_reload=False,
     )
+    for environment in (html, text):
+        environment.filters.update(FILTERS)
     return html, text
 
 
@@ -126,6 +129,10 @@ class EmailTemplate:
             raise TemplateRequestError(
                 "data",
                 f"template {self.name!r} ({chosen}): {error}; send it in `data` (it uses {self.needs})",
+            ) from None
+        except (ValueError, TypeError, ArithmeticError) as error:  # a filter (`formats.py`) refused a value
+            raise TemplateRequestError(
+                "data", f"template {self.name!r} ({chosen}): a value in `data` cannot be formatted: {error}"
             ) from None
         if not title:
             raise TemplateRequestError("data", f"template {self.name!r} ({chosen}) rendered an empty subject")
