@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi_mail import MessageSchema, MessageType, MultipartSubtypeEnum
 from pydantic import NameEmail
@@ -17,6 +17,9 @@ from ..mail import NOTIFICATION_ID_HEADER, Attachment
 from .settings import MessageSettings
 from .templates import Rendered, TemplateRegistry, TemplateRequestError
 from .unsubscribe import UnsubscribeTokens
+
+if TYPE_CHECKING:
+    from . import Notification
 
 __all__ = ["GENERIC_TEMPLATE", "Composed", "Composer"]
 
@@ -79,14 +82,14 @@ class Composer:
         """The unsubscribe token signer; None unless MAIL_UNSUBSCRIBE_URL is set."""
         return self._tokens
 
-    def is_bulk(self, notification: Any) -> bool:
+    def is_bulk(self, notification: Notification) -> bool:
         """Whether `notification` (or its template) is bulk mail, which carries List-Unsubscribe."""
         name = notification.template or GENERIC_TEMPLATE
         template = self.templates.templates.get(name)
         return bool(notification.bulk or (template is not None and template.bulk))
 
-    def render(self, notification: Any, unsubscribe_url: str | None = None) -> Rendered:
-        """The rendered template of `notification` (a `Notification`) linking to `unsubscribe_url`; raises
+    def render(self, notification: Notification, unsubscribe_url: str | None = None) -> Rendered:
+        """The rendered template of `notification` linking to `unsubscribe_url`; raises
         `TemplateRequestError`."""
         if notification.template is None:
             name, data, locale = (
@@ -104,7 +107,7 @@ class Composer:
         }
         return self.templates.render(name, data, locale, service)
 
-    def check(self, notification: Any) -> None:
+    def check(self, notification: Notification) -> None:
         """Raise `TemplateRequestError` unless `notification` can be composed: its template renders with its data,
         and bulk mail has one recipient and an unsubscribe address to link to."""
         if self.is_bulk(notification):
@@ -120,13 +123,13 @@ class Composer:
         if notification.template is not None or notification.format == "html":
             self.render(notification, self._unsubscribe_url(notification))
 
-    def _unsubscribe_url(self, notification: Any) -> str | None:
+    def _unsubscribe_url(self, notification: Notification) -> str | None:
         if self._tokens is None or not self.is_bulk(notification) or len(notification.to) != 1:
             return None
         token = self._tokens.issue(str(notification.to[0]), notification.id)
         return f"{self.settings.unsubscribe_url.rstrip('/')}/unsubscribe/{token}"
 
-    def headers(self, notification: Any, unsubscribe_url: str | None) -> dict[str, str]:
+    def headers(self, notification: Notification, unsubscribe_url: str | None) -> dict[str, str]:
         """Message-ID, X-Notification-ID and, for bulk mail, List-Unsubscribe (RFC 2369) with one-click POST (RFC 8058)."""
         # fastapi-mail takes a lowercase "message-id" as the Message-ID (and makes none of its own).
         headers = {
@@ -141,7 +144,7 @@ class Composer:
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return headers
 
-    def compose(self, notification: Any, files: Sequence[Attachment] = ()) -> Composed:
+    def compose(self, notification: Notification, files: Sequence[Attachment] = ()) -> Composed:
         """The email of `notification` with `files` attached: text (and HTML with its inline images, unless
         `format` is text); raises `TemplateRequestError` when its template no longer renders."""
         to, cc = bare(notification.to), bare(notification.cc)
