@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi_mail import MessageSchema, MessageType, MultipartSubtypeEnum
 from pydantic import NameEmail
 
 from ..mail import NOTIFICATION_ID_HEADER, Attachment
+from .content import Notification
 from .settings import MessageSettings
 from .templates import Rendered, TemplateRegistry, TemplateRequestError
 from .unsubscribe import UnsubscribeTokens
-
-if TYPE_CHECKING:
-    from . import Notification
 
 __all__ = ["GENERIC_TEMPLATE", "Composed", "Composer"]
 
