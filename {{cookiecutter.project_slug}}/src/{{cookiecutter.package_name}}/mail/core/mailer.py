@@ -11,8 +11,7 @@ reply to the end of the data (`DeliveryOutcomeUnknownError`): the message may ha
 delivered, so the caller decides whether to send it again. While a send waits for that reply
 (up to MAIL_DATA_TIMEOUT), the server holds the message: `awaiting_reply` tells a caller about
 to cancel it. A pooled session the server closed is replaced without counting as an attempt.
-How to log in and how to sign are given (`Login`, `Sign`): the package's `Mailer` passes those its
-settings ask for. A mailer belongs to the event loop that first uses it.
+`Login` and `Sign` come from the package's `Mailer`. A mailer belongs to the loop that first uses it.
 """
 
 from __future__ import annotations
