@@ -17,6 +17,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from .delivery.settings import DeliverySettings
+from .feedback.bounces import BounceSettings
+from .feedback.settings import FeedbackSettings
+from .feedback.webhooks import WebhookSettings
 from .mail import MailSettings, SettingsError
 from .mail.core.loading import EnvSettings, SettingsT, describe_errors
 from .observability.logs import LogSettings
@@ -231,6 +234,9 @@ class Settings:
     logs: LogSettings
     metrics: MetricsSettings
     limits: RateLimitSettings
+    webhooks: WebhookSettings
+    bounces: BounceSettings
+    feedback: FeedbackSettings
 
     @property
     def limits_in_force(self) -> LimitsInForce:
@@ -248,6 +254,9 @@ class Settings:
         logs = _load(LogSettings, problems)
         metrics = _load(MetricsSettings, problems)
         limits = _load(RateLimitSettings, problems)
+        webhooks = _load(WebhookSettings, problems)
+        bounces = _load(BounceSettings, problems)
+        feedback = _load(FeedbackSettings, problems)
         if api is not None and mail is not None and limits is not None:
             problem = limits_in_force(limits, mail.server).recipient_problem(api.max_recipients)
             problems.extend([problem] if problem else [])
@@ -260,10 +269,22 @@ class Settings:
             or logs is None
             or metrics is None
             or limits is None
+            or webhooks is None
+            or bounces is None
+            or feedback is None
         ):
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return cls(
-            api=api, mail=mail, store=store, delivery=delivery, logs=logs, metrics=metrics, limits=limits
+            api=api,
+            mail=mail,
+            store=store,
+            delivery=delivery,
+            logs=logs,
+            metrics=metrics,
+            limits=limits,
+            webhooks=webhooks,
+            bounces=bounces,
+            feedback=feedback,
         )
 
 

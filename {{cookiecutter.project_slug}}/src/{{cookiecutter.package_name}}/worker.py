@@ -1,4 +1,4 @@
-"""Celery workers: `celery -A {{ cookiecutter.package_name }}.worker worker` sends the notifications the service queued.
+"""Celery workers: `celery -A oscis_mail_service.worker worker` sends the notifications the service queued.
 
 Each message carries a notification id. The worker claims that notification in the store with a
 lease (DELIVERY_LEASE) and sends it through its process's pooled `Mailer`; a notification already
@@ -30,6 +30,7 @@ from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_c
 from .delivery.dispatcher import Dispatcher
 from .delivery.metrics import delivery_metrics
 from .delivery.settings import DeliverySettings
+from .feedback.sending import SendFeedback
 from .mail import Mailer, MailSettings, SettingsError, load_settings
 from .mail.core.session import longest_send
 from .observability.logs import LogSettings, configure_logging
@@ -127,6 +128,7 @@ class DeliveryRuntime:
                         service_name=self._service_name,
                         sender=str(mail.from_address),
                         events=metrics,
+                        feedback=SendFeedback.from_env(mail.server, metrics=metrics is not None),
                     )
                     return dispatcher, mailer
 

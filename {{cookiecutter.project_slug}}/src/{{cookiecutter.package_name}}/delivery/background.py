@@ -7,6 +7,7 @@ import asyncio
 from limits.aio.storage import Storage
 
 from .. import SERVICE_NAME
+from ..feedback.sending import SendFeedback
 from ..mail import Mailer
 from ..ratelimit.storage import shared_storage
 from ..store import NotificationStore
@@ -51,6 +52,7 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
         service_name=SERVICE_NAME,
         sender=str(settings.mail.from_address),
         events=metrics,
+        feedback=SendFeedback.of(settings.mail.server, settings, metrics=settings.metrics.enabled),
     )
     return BackgroundDelivery(dispatcher, mailer)
 

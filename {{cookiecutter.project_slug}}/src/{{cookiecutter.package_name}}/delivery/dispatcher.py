@@ -19,6 +19,7 @@ import dataclasses
 import logging
 from datetime import timedelta
 
+from ..feedback.sending import SendFeedback, rcpt_refusals
 from ..mail import DeliveryOutcomeUnknownError, Mailer, MailError
 from ..mail.core.backoff import backoff
 from ..notifications import Notification, to_message
@@ -30,6 +31,8 @@ from ..store import (
     Outcome,
     Status,
     StoreSettings,
+    Suppression,
+    normalize,
     utcnow,
 )
 from .settings import DeliverySettings
@@ -69,8 +72,10 @@ class Dispatcher:
         service_name: str,
         sender: str,
         events: DeliveryEvents | None = None,
+        feedback: SendFeedback | None = None,
     ) -> None:
         self.store = store
+        self._feedback = feedback or SendFeedback()
         self._events = events or DeliveryEvents()
         self._mailer = mailer
         self._settings = settings
@@ -81,6 +86,8 @@ class Dispatcher:
         self._sending: set[str] = set()
         """The notifications whose send is in the mailer (not claiming, not recording)."""
         self._changed = asyncio.Event()
+        self._claiming = asyncio.Lock()
+        """Held while claimed notifications are not yet in flight, so `stop` waits for their sends too."""
         self._stopping = False
         self._last_purge = 0.0
 
@@ -102,13 +109,14 @@ class Dispatcher:
             free = self._settings.concurrency - len(self._in_flight)
             # Under load, claim in batches (a quarter of the slots at least): fewer, larger transactions.
             if free > 0 and (free * 4 >= self._settings.concurrency or not self._in_flight):
-                try:
-                    claimed = await self.store.claim(free, self._settings.lease)
-                except Exception:
-                    logger.exception("could not claim notifications; trying again")
-                    claimed = []
-                for record in claimed:
-                    self._start(record)
+                async with self._claiming:
+                    try:
+                        claimed = await self.store.claim(free, self._settings.lease)
+                    except Exception:
+                        logger.exception("could not claim notifications; trying again")
+                        claimed = []
+                    for record in claimed:
+                        self._start(record)
                 if claimed and len(claimed) == free:
                     continue
             with contextlib.suppress(TimeoutError):
@@ -136,6 +144,8 @@ class Dispatcher:
         """
         self._stopping = True
         self._changed.set()
+        async with self._claiming:  # a claim under way puts its notifications in flight first
+            pass
         if not self._in_flight:
             return
         _, late = await asyncio.wait(set(self._in_flight), timeout=self._settings.shutdown_timeout)
@@ -204,7 +214,8 @@ class Dispatcher:
         """Send and record, inside the `log_context` of `record`: every line logged meanwhile names it."""
         renewal = asyncio.create_task(self._keep_lease(record), name=f"lease-{record.id}")
         try:
-            outcome = await self._attempt(record)
+            skipped = await self._feedback.suppressed(self.store, record)
+            outcome = self._feedback.complete(record, await self._attempt(record, skipped), skipped)
         finally:
             renewal.cancel()
         if await self.store.record(record, outcome):
@@ -229,7 +240,8 @@ class Dispatcher:
             except Exception:  # the store is away: the lease may lapse; the next renewal tries again
                 logger.warning("notification %s: renewing its lease failed", record.id, exc_info=True)
 
-    async def _attempt(self, record: NotificationRecord) -> Outcome:
+    async def _attempt(self, record: NotificationRecord, skipped: dict[str, Suppression]) -> Outcome:
+        """One attempt to the pending recipients but the suppressed ones (`skipped`)."""
         attempts, budget = record.attempt_count, self._settings.max_attempts
         if record.content is None:
             return Outcome(
@@ -247,20 +259,29 @@ class Dispatcher:
         if why is not None:
             error = f"not sent again: {why}; last error: {record.last_error}"
             return Outcome(Status.FAILED, f"not attempted: {why}", error=error)
+        recipients = [address for address in record.pending if normalize(address) not in skipped]
+        if not recipients:
+            reply = f"not sent: {len(skipped)} recipient(s) on the suppression list"
+            return Outcome(Status.SENT if record.accepted else Status.SUPPRESSED, reply, pending=())
         notification = Notification.model_construct(id=record.id, **record.content)
         self._sending.add(record.id)
         try:
             message = to_message(notification, self._service_name, self._sender)
-            result = await self._mailer.send(message, recipients=record.pending)
+            message.headers = {**(message.headers or {}), **self._feedback.headers(record.id)}
+            result = await self._mailer.send(
+                message, recipients=recipients, sender=self._feedback.envelope_sender(record.id)
+            )
         except DeliveryOutcomeUnknownError as error:
             self._events.attempted(error.failure)
-            return self._unknown(record, str(error), earlier)
+            return self._unknown(record, str(error), earlier, recipients)
         except MailError as error:
             self._events.attempted(error.failure)
             reply = str(error)
             if error.transient and attempts < budget:
-                return self._retry(record, reply, record.pending)
-            return Outcome(Status.FAILED, reply, error=reply)
+                return self._retry(record, reply, recipients)
+            return Outcome(
+                Status.FAILED, reply, refused=rcpt_refusals(error), pending=recipients, error=reply
+            )
         except Exception as error:
             self._events.attempted("other")
             reply = " ".join(f"{type(error).__name__}: {error}".split())
@@ -304,14 +325,16 @@ class Dispatcher:
             )
         return Outcome(Status.SENT, reply, accepted=result.accepted, refused=refused, pending=())
 
-    def _unknown(self, record: NotificationRecord, reply: str, earlier: int) -> Outcome:
+    def _unknown(
+        self, record: NotificationRecord, reply: str, earlier: int, recipients: list[str]
+    ) -> Outcome:
         """The outcome of an attempt whose message went out without a reply (`earlier`: such attempts before it):
         sent once more after the backoff, or failed."""
         why = self._no_more_sends(earlier + 1)
         if why is None and record.attempt_count >= self._settings.max_attempts:
             why = f"gave up after {record.attempt_count} attempts (DELIVERY_MAX_ATTEMPTS)"
         if why is None:
-            return dataclasses.replace(self._retry(record, reply, record.pending), unknown=True)
+            return dataclasses.replace(self._retry(record, reply, recipients), unknown=True)
         return Outcome(Status.FAILED, reply, error=f"{reply}; not sent again: {why}", unknown=True)
 
     def _no_more_sends(self, unknown: int) -> str | None:

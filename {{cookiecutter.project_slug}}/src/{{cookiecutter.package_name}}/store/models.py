@@ -11,13 +11,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Status(StrEnum):
-    """Where a notification is: `queued` -> `sending` -> `sent`, or `retrying` / `failed` on the way."""
+    """Where a notification is: `queued` -> `sending` -> `sent`, or `retrying` / `failed` on the way;
+    `suppressed` when every recipient is on the suppression list."""
 
     QUEUED = "queued"
     SENDING = "sending"
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
+    SUPPRESSED = "suppressed"
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -109,14 +109,15 @@ class SmtpMailer:
         return task in self._awaiting_reply
 
     async def send(
-        self, message: MessageSchema, *, recipients: Sequence[str] | None = None
+        self, message: MessageSchema, *, recipients: Sequence[str] | None = None, sender: str | None = None
     ) -> DeliveryResult:
         """Send `message`; raises `MailError` (and nothing else but cancellation) when it cannot be delivered.
 
         Retries happen inside this call (up to MAIL_MAX_RETRIES, with backoff). A closed mailer
         raises `MailerClosedError`, a `MailError` too. `recipients` limits the envelope to some of
         the message's addresses (e.g. those a server deferred; the result names them as given); by
-        default it holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept
+        default it holds every To, Cc and Bcc address. `sender` is the envelope sender (default: the From
+        address), e.g. a VERP address that names the message in its bounces. A `Message-ID` in `message.headers` is kept
         (the same on every attempt).
         """
         self._ensure_open()
@@ -124,7 +125,7 @@ class SmtpMailer:
         self._drained.clear()
         try:
             try:
-                envelope = await self._builder.build(message, recipients)
+                envelope = await self._builder.build(message, recipients, sender)
             except Exception as error:
                 raise classify(error, "building the message", self._secrets) from error
             return await self._deliver(envelope)

@@ -106,12 +106,15 @@ class MessageBuilder:
         self._fastmail = FastMail(connection_config(settings))
         self._sign = sign
 
-    async def build(self, message: MessageSchema, only: Sequence[str] | None = None) -> Envelope:
+    async def build(
+        self, message: MessageSchema, only: Sequence[str] | None = None, sender: str | None = None
+    ) -> Envelope:
         """The envelope of `message`, to all its To, Cc and Bcc addresses or `only` to those given (their
         international domains as A-labels, as in the headers, so an ASCII local part needs no SMTPUTF8).
 
         A Message-ID in `message.headers` is kept (the same on every attempt); otherwise one on MAIL_FROM's
-        domain is made.
+        domain is made. `sender` is the envelope sender (MAIL FROM, where bounces go; e.g. a VERP address),
+        by default the message's From.
         Raises what fastapi-mail or the serializer raised (`ValueError` for a header that cannot be sent).
         """
         message = outgoing_addresses(message, self._sender)
@@ -123,7 +126,7 @@ class MessageBuilder:
         mime = international_addresses(
             single_message_id(drop_multipart_encodings(built[0] if isinstance(built, list) else built))
         )
-        sender = extract_sender(mime)
+        sender = sender or extract_sender(mime)
         as_given = tuple(extract_recipients(mime)) if only is None else tuple(only)
         recipients = tuple(ascii_domain(address) for address in as_given)
         if not sender or not recipients:
