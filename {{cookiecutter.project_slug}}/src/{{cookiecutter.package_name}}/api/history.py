@@ -21,6 +21,7 @@ RANK = {
 }
 """A recipient's state is its weightiest event: a complaint outweighs the delivery before it."""
 SOFT_RANK = 3
+SEND_SOURCES = ("smtp", "suppression_list")
 
 
 class RecipientEvent(BaseModel):
@@ -79,10 +80,16 @@ def histories(record: NotificationRecord, stored: list[RecipientEventRecord]) ->
         RecipientHistory(
             address=names.get(address, address),
             state=state(record, events),
-            events=sorted(events, key=lambda e: e.at),
+            events=sorted(events, key=order),
         )
         for address, events in by_address.items()
     ]
+
+
+def order(event: RecipientEvent) -> tuple[bool, datetime]:
+    """The send's own events first, then the reports about it, each in time order (a report's time may be
+    rounded down to its second, before the server's reply was recorded)."""
+    return event.source not in SEND_SOURCES, event.at
 
 
 def state(record: NotificationRecord, events: list[RecipientEvent]) -> str:

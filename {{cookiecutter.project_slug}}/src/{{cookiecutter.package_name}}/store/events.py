@@ -9,17 +9,19 @@ twice (a provider retrying) has the same `(source, event_id)` and is kept once.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Insert, Integer, String, Table, Text, func, select
+from sqlalchemy import BigInteger, Index, Insert, Integer, String, Table, Text, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UtcDateTime
+from .models import Base, NotificationRecord, UtcDateTime
 from .outbox import OutgoingEventRecord
 from .suppressions import SuppressionRecord, normalize
 
@@ -30,6 +32,8 @@ __all__ = [
     "OutgoingEventRecord",
     "RecipientEventRecord",
     "RecipientEvents",
+    "Recipients",
+    "Report",
     "SuppressionRecord",
     "event_row",
     "insert_new",
@@ -124,11 +128,91 @@ async def insert_rows(
             await connection.execute(insert_new(table, connection.dialect.name), list(group))
 
 
-class RecipientEvents:
-    """Reads of the recipient events: a notification's history, a recipient's recent soft bounces."""
+@dataclass(frozen=True)
+class Report:
+    """A reported event matched to its notification, to store: its `event` row, the suppression `reason` it
+    brings at once (hard bounce, complaint), whether it is a `soft` bounce (counted), its `outbox` row."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    event: dict[str, Any]
+    reason: str | None = None
+    soft: bool = False
+    outbox: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Who a notification is for: its client and its recipients, normalized."""
+
+    client: str
+    addresses: frozenset[str]
+
+
+class RecipientEvents:
+    """The recipient events: store reports, read a notification's history (`write_lock`: the store's)."""
+
+    def __init__(self, engine: AsyncEngine, write_lock: contextlib.AbstractAsyncContextManager[Any]) -> None:
         self._engine = engine
+        self._write_lock = write_lock
+
+    async def recipients_of(self, notification_ids: Collection[str]) -> dict[str, Recipients]:
+        """The recipients of those of `notification_ids` that exist, whichever client's."""
+        table = NotificationRecord
+        query = select(table.id, table.client, table.content, table.accepted, table.refused, table.pending)
+        found: dict[str, Recipients] = {}
+        async with self._engine.connect() as connection:
+            ids = sorted(notification_ids)
+            for start in range(0, len(ids), 500):
+                rows = await connection.execute(query.where(table.id.in_(ids[start : start + 500])))
+                for row in rows:
+                    content = row.content or {}
+                    given = [
+                        *content.get("to", []),
+                        *content.get("cc", []),
+                        *row.accepted,
+                        *row.refused,
+                        *row.pending,
+                    ]
+                    found[row.id] = Recipients(row.client, frozenset(normalize(address) for address in given))
+        return found
+
+    async def add_reports(self, reports: Sequence[Report], soft_bounces: int, window: float) -> list[bool]:
+        """Store `reports` in one transaction; for each, whether it was new (a report seen before is skipped,
+        with its suppression and outgoing event). A soft bounce suppresses its address (hard_bounce) once it is
+        the `soft_bounces`th within `window` seconds (0: never)."""
+        new: list[bool] = []
+        async with self._write_lock, self._engine.begin() as connection:
+            dialect = connection.dialect.name
+            for report in reports:
+                added = (await connection.execute(insert_new(EVENTS, dialect), report.event)).rowcount
+                new.append(bool(added))
+                if not added:
+                    continue
+                reason = report.reason
+                recipient = report.event["recipient"]
+                if (
+                    reason is None
+                    and report.soft
+                    and soft_bounces
+                    and await self.soft_bounces(connection, recipient, window) >= soft_bounces
+                ):
+                    reason = "hard_bounce"
+                if reason is not None:
+                    described = {
+                        key: report.event[key]
+                        for key in ("source", "type", "notification_id", "status", "diagnostic")
+                    }
+                    if report.soft:
+                        described["soft_bounces"] = soft_bounces
+                    row = {
+                        "address": report.event["recipient"],
+                        "reason": reason,
+                        "event": described,
+                        "created_at": report.event["occurred_at"],
+                    }
+                    await connection.execute(insert_new(SUPPRESSIONS, dialect), row)
+                if report.outbox is not None:
+                    await connection.execute(insert(OUTBOX), report.outbox)
+        return new
 
     async def history(self, notification_id: str) -> list[RecipientEventRecord]:
         """The events of `notification_id`, oldest first (as recorded)."""

@@ -20,6 +20,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from .events import RecipientEvents, insert_rows
 from .models import NotificationRecord, Status
+from .outbox import Outbox
 from .suppressions import SuppressionList
 
 __all__ = [
@@ -181,7 +182,9 @@ class NotificationStore:
         self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
         self._outcomes: GroupCommit[Change] = GroupCommit(self._update)
-        self.events = RecipientEvents(engine)
+        self.events = RecipientEvents(engine, self._write_lock)
+        self.outbox = Outbox(engine, self._write_lock)
+        """The outgoing events for EVENTS_WEBHOOK_URL (`claim`, `finish`)."""
         """Each recipient's events (`history`)."""
         self.suppressions = SuppressionList(engine, self._write_lock)
         """The addresses not sent to (`add_suppression`, `is_suppressed`, `page`, `delete`)."""
