@@ -49,7 +49,7 @@ class Receiver:
         receiver, verifier = self, Webhook(self.secret)
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 try:
                     payload = verifier.verify(body, dict(self.headers))
