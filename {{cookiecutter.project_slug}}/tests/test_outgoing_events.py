@@ -74,9 +74,17 @@ def test_a_killed_service_sends_an_event_again_at_most_once_with_the_same_id(
     migrate(database_url)
     with running_receiver(SECRET) as receiver:
         receiver.hold = 30  # takes the event, answers only after the service is gone
-        env = {"EVENTS_WEBHOOK_URL": receiver.url, "EVENTS_WEBHOOK_SECRET": SECRET, **FAST_RETRIES}
-        env["EVENTS_WEBHOOK_TIMEOUT"] = "1"
-        first = ServiceProcess(tmp_path / "service.log", **env).start()
+
+        def process() -> ServiceProcess:
+            return ServiceProcess(
+                tmp_path / "service.log",
+                EVENTS_WEBHOOK_URL=receiver.url,
+                EVENTS_WEBHOOK_SECRET=SECRET,
+                EVENTS_WEBHOOK_TIMEOUT="1",
+                EVENTS_RETRY_BACKOFF="0.2",
+            )
+
+        first = process().start()
         with httpx.Client(base_url=first.url, headers=auth()) as client:
             notification_id = client.post(
                 "/notifications", json={**NOTIFICATION, "to": ["a@example.com"]}
@@ -84,7 +92,7 @@ def test_a_killed_service_sends_an_event_again_at_most_once_with_the_same_id(
             receiver.wait_for(1)
         first.kill()  # after the POST, before its answer was recorded
         receiver.hold = 0
-        with ServiceProcess(tmp_path / "service.log", **env) as second:
+        with process() as second:
             deadline = time.monotonic() + 30
             while len(receiver.taken) < 2:
                 assert time.monotonic() < deadline, f"not sent again: {receiver.taken}"
