@@ -23,21 +23,20 @@ NOTIFICATIONS = {
 }
 
 
-def add_sent_notifications(database_url: str) -> None:
-    """The notifications the bounces are about, as the service stored them when it accepted them."""
+def add_notification(database_url: str, notification_id: str, *recipients: str) -> None:
+    """A notification as the service stores it when it accepts one."""
 
     async def add() -> None:
         store = NotificationStore(open_engine(database_url))
         try:
-            for notification_id, recipients in NOTIFICATIONS.items():
-                content = {
-                    "to": recipients,
-                    "cc": [],
-                    "subject": "Your order",
-                    "body": "Shipped",
-                    "format": "text",
-                }
-                await store.for_client("default").add(notification_id, content, recipients)
+            content = {
+                "to": list(recipients),
+                "cc": [],
+                "subject": "Your order",
+                "body": "Shipped",
+                "format": "text",
+            }
+            await store.for_client("default").add(notification_id, content, list(recipients))
         finally:
             await store.aclose()
 
@@ -61,7 +60,8 @@ def test_dsns_in_the_bounce_mailbox_suppress_the_addresses_they_report(
     env = {**dovecot.env(mailbox), "BOUNCE_DOMAIN": BOUNCE_DOMAIN, "BOUNCE_POLL_INTERVAL": "0.2"}
     monkeypatch.setenv("MAIL_FROM", "noreply@example.com")
     migrate(StoreSettings().database_url)
-    add_sent_notifications(StoreSettings().database_url)
+    for notification_id, recipients in NOTIFICATIONS.items():
+        add_notification(StoreSettings().database_url, notification_id, *recipients)
     with service(monkeypatch, **env) as client:
         found = wait_for_suppressions(client, 2)
         assert sorted(found) == ["gone@contoso.com", "nobody@example.org"]

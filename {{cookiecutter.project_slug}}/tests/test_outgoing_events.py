@@ -15,6 +15,8 @@ import pytest
 from .conftest import auth, migrate, service
 from .service_process import ServiceProcess
 from .smtp_server import SmtpServer
+from .test_feedback_bounces import add_notification
+from .test_feedback_webhooks import MAILGUN_KEY, mailgun
 from .test_outbox import wait_for_status
 from .webhook_receiver import running_receiver
 
@@ -24,6 +26,7 @@ FAST_RETRIES = {
     "EVENTS_RETRY_BACKOFF_MAX": "0.5",
     "EVENTS_WEBHOOK_TIMEOUT": "2",
 }
+NOTIFICATION_ID = "4b1d2c3e4f5a46b7c8d9e0f1a2b3c4d5"
 NOTIFICATION = {"to": ["alice@example.com", "ghost@example.com"], "subject": "Hi", "body": "Hello"}
 
 
@@ -69,9 +72,11 @@ def test_status_changes_arrive_signed_and_survive_the_receiver_being_down(
 def test_a_killed_service_sends_an_event_again_at_most_once_with_the_same_id(
     smtp_server: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The event comes from a provider's report (handled by the service process in either delivery)."""
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("DATABASE_URL", database_url)
     migrate(database_url)
+    add_notification(database_url, NOTIFICATION_ID, "a@example.com")
     with running_receiver(SECRET) as receiver:
         receiver.hold = 30  # takes the event, answers only after the service is gone
 
@@ -82,27 +87,32 @@ def test_a_killed_service_sends_an_event_again_at_most_once_with_the_same_id(
                 EVENTS_WEBHOOK_SECRET=SECRET,
                 EVENTS_WEBHOOK_TIMEOUT="1",
                 EVENTS_RETRY_BACKOFF="0.2",
+                WEBHOOK_MAILGUN_SIGNING_KEY=MAILGUN_KEY,
             )
 
         first = process().start()
-        with httpx.Client(base_url=first.url, headers=auth()) as client:
-            notification_id = client.post(
-                "/notifications", json={**NOTIFICATION, "to": ["a@example.com"]}
-            ).json()["id"]
-            receiver.wait_for(1)
+        body, headers = mailgun(NOTIFICATION_ID, "a@example.com", data={"event": "delivered"})
+        assert httpx.post(f"{first.url}/webhooks/mailgun", content=body, headers=headers).status_code == 200
+        deadline = time.monotonic() + 20
+        while not (
+            delivered := [event for event in receiver.taken if event[1]["type"] == "recipient.delivered"]
+        ):
+            assert time.monotonic() < deadline, f"no delivered event: {receiver.taken}"
+            time.sleep(0.05)
+        [(held_id, held)] = delivered
         first.kill()  # after the POST, before its answer was recorded
         receiver.hold = 0
-        with process() as second:
+        with process():
             deadline = time.monotonic() + 30
-            while len(receiver.taken) < 2:
+            while receiver.ids().count(held_id) < 2:
                 assert time.monotonic() < deadline, f"not sent again: {receiver.taken}"
                 time.sleep(0.1)
             time.sleep(1.5)
-            with httpx.Client(base_url=second.url, headers=auth()) as client:
-                wait_for_status(client, notification_id, "sent")
 
-    (first_id, first_payload), (again_id, again_payload) = receiver.taken
-    assert len(receiver.taken) == 2
-    assert again_id == first_id
-    assert again_payload == first_payload
-    assert first_payload["data"]["notification_id"] == notification_id
+    assert held["type"] == "recipient.delivered"
+    assert held["data"]["notification_id"] == NOTIFICATION_ID
+    assert receiver.ids().count(held_id) == 2  # once more, not a third time
+    assert [payload for webhook_id, payload in receiver.taken if webhook_id == held_id] == [held, held]
+    assert all(
+        receiver.ids().count(webhook_id) == 1 for webhook_id in receiver.ids() if webhook_id != held_id
+    )
