@@ -190,6 +190,7 @@ def _check_settings(**_: object) -> None:
         load_settings(DeliverySettings)
         mail = load_settings(MailSettings)
         check_limits(load_settings(CelerySettings), mail, load_settings(RecipientLimit).max_recipients)
+        SendFeedback.from_env(mail.server)  # BOUNCE_DOMAIN, WEBHOOK_*, SUPPRESSION_* and EVENTS_* load
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
         check_metrics_dir(load_settings(MetricsSettings))
     except (SettingsError, SchemaError) as error:
