@@ -12,12 +12,14 @@ within the window; delivered, bounced and complained become outgoing events when
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Sequence
 
 from ..store import NotificationStore, Reason, normalize
 from ..store.events import Recipients, Report, event_row, outbox_row
+from ..store.repository import GroupCommit
 from .events import BounceKind, DeliveryEvent, EventType
 from .metrics import feedback_metrics
 from .settings import FeedbackSettings
@@ -48,47 +50,54 @@ class FeedbackSink:
         self._store = store
         self._settings = settings
         self._metrics = feedback_metrics() if metrics else None
+        self._batches: GroupCommit[DeliveryEvent] = GroupCommit(self._record)
 
     async def __call__(self, events: Sequence[DeliveryEvent]) -> None:
         """Record the events of one webhook request."""
         await self.handle(events)
 
     async def handle(self, events: Sequence[DeliveryEvent]) -> list[DeliveryEvent]:
-        """Record `events`; returns those matched to a notification (stored now or before)."""
-        if not events:
-            return []
+        """Record `events`; returns those matched to a notification (stored now or before).
+
+        Events of requests that arrive while a batch is being stored share the next one (one look-up
+        and one transaction for all), as a provider posts many requests at once."""
+        flags = await asyncio.gather(*(self._batches.submit(event) for event in events))
+        return [event for event, matched in zip(events, flags, strict=True) if matched]
+
+    async def _record(self, events: list[DeliveryEvent]) -> list[bool]:
+        """Match and store one batch of events; for each, whether it matched a notification."""
         ids = {found for found in map(notification_id_of, events) if found}
-        known = await self._store.events.recipients_of(ids) if ids else {}
-        matched: list[DeliveryEvent] = []
-        reports: list[Report] = []
-        for event in events:
+        matched: list[bool] = []
+
+        def build(known: dict[str, Recipients]) -> list[Report]:
+            matched.clear()
+            reports = []
+            for event in events:
+                notification_id = notification_id_of(event)
+                recipients = known.get(notification_id) if notification_id else None
+                found = recipients is not None and normalize(event.recipient) in recipients.addresses
+                matched.append(found)
+                if found and notification_id is not None and recipients is not None:
+                    reports.append(self._report(event, notification_id, recipients))
+            return reports
+
+        settings = self._settings
+        reports, new = await self._store.events.record(
+            ids, build, settings.suppression_soft_bounces, settings.suppression_soft_bounce_window
+        )
+        for event, found in zip(events, matched, strict=True):
             if self._metrics is not None:
                 self._metrics.events_received.labels(event.source, str(event.type)).inc()
-            notification_id = notification_id_of(event)
-            recipients = known.get(notification_id) if notification_id else None
-            if (
-                notification_id is None
-                or recipients is None
-                or normalize(event.recipient) not in recipients.addresses
-            ):
-                self._unmatched(event, notification_id)
-                continue
-            matched.append(event)
-            reports.append(self._report(event, notification_id, recipients))
-        if reports:
-            new = await self._store.events.add_reports(
-                reports,
-                self._settings.suppression_soft_bounces,
-                self._settings.suppression_soft_bounce_window,
-            )
-            for report, added in zip(reports, new, strict=True):
-                if added and report.reason:
-                    logger.info(
-                        "suppression list: %s added (%s) after a %s report",
-                        report.event["recipient"],
-                        report.reason,
-                        report.event["source"],
-                    )
+            if not found:
+                self._unmatched(event, notification_id_of(event))
+        for report, added in zip(reports, new, strict=True):
+            if added and report.reason:
+                logger.info(
+                    "suppression list: %s added (%s) after a %s report",
+                    report.event["recipient"],
+                    report.reason,
+                    report.event["source"],
+                )
         return matched
 
     def _report(self, event: DeliveryEvent, notification_id: str, recipients: Recipients) -> Report:

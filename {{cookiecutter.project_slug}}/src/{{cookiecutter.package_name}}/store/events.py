@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,6 +139,20 @@ class Report:
     outbox: dict[str, Any] | None = None
 
 
+def suppression_row(report: Report, reason: str, soft_bounces: int) -> dict[str, Any]:
+    """The suppression of the address of `report` for `reason`, describing the event that put it there."""
+    event = report.event
+    described = {key: event[key] for key in ("source", "type", "notification_id", "status", "diagnostic")}
+    if report.soft:
+        described["soft_bounces"] = soft_bounces
+    return {
+        "address": event["recipient"],
+        "reason": reason,
+        "event": described,
+        "created_at": event["occurred_at"],
+    }
+
+
 @dataclass(frozen=True)
 class Recipients:
     """Who a notification is for: its client and its recipients, normalized."""
@@ -154,37 +168,29 @@ class RecipientEvents:
         self._engine = engine
         self._write_lock = write_lock
 
-    async def recipients_of(self, notification_ids: Collection[str]) -> dict[str, Recipients]:
-        """The recipients of those of `notification_ids` that exist, whichever client's."""
-        table = NotificationRecord
-        query = select(table.id, table.client, table.content, table.accepted, table.refused, table.pending)
-        found: dict[str, Recipients] = {}
-        async with self._engine.connect() as connection:
-            ids = sorted(notification_ids)
-            for start in range(0, len(ids), 500):
-                rows = await connection.execute(query.where(table.id.in_(ids[start : start + 500])))
-                for row in rows:
-                    content = row.content or {}
-                    given = [
-                        *content.get("to", []),
-                        *content.get("cc", []),
-                        *row.accepted,
-                        *row.refused,
-                        *row.pending,
-                    ]
-                    found[row.id] = Recipients(row.client, frozenset(normalize(address) for address in given))
-        return found
-
-    async def add_reports(self, reports: Sequence[Report], soft_bounces: int, window: float) -> list[bool]:
-        """Store `reports` in one transaction; for each, whether it was new (a report seen before is skipped,
-        with its suppression and outgoing event). A soft bounce suppresses its address (hard_bounce) once it is
-        the `soft_bounces`th within `window` seconds (0: never)."""
-        new: list[bool] = []
+    async def record(
+        self,
+        notification_ids: Collection[str],
+        build: Callable[[dict[str, Recipients]], list[Report]],
+        soft_bounces: int,
+        window: float,
+    ) -> tuple[list[Report], list[bool]]:
+        """In one transaction: look up the recipients of those of `notification_ids` that exist, have `build`
+        make the reports of the events they match, store them. Returns the reports and, for each, whether it
+        was new (a report seen before is skipped with its suppression and outgoing event). A soft bounce
+        suppresses its address (hard_bounce) once it is the `soft_bounces`th within `window` seconds (0: never).
+        """
         async with self._write_lock, self._engine.begin() as connection:
+            reports = build(await self._recipients_of(connection, notification_ids))
+            if not reports:
+                return [], []
+            new = await self._new(connection, reports)
+            rows = [report.event for report, added in zip(reports, new, strict=True) if added]
             dialect = connection.dialect.name
-            for report in reports:
-                added = (await connection.execute(insert_new(EVENTS, dialect), report.event)).rowcount
-                new.append(bool(added))
+            if rows:
+                await connection.execute(insert_new(EVENTS, dialect), rows)
+            suppress, outbox = [], []
+            for report, added in zip(reports, new, strict=True):
                 if not added:
                     continue
                 reason = report.reason
@@ -197,21 +203,51 @@ class RecipientEvents:
                 ):
                     reason = "hard_bounce"
                 if reason is not None:
-                    described = {
-                        key: report.event[key]
-                        for key in ("source", "type", "notification_id", "status", "diagnostic")
-                    }
-                    if report.soft:
-                        described["soft_bounces"] = soft_bounces
-                    row = {
-                        "address": report.event["recipient"],
-                        "reason": reason,
-                        "event": described,
-                        "created_at": report.event["occurred_at"],
-                    }
-                    await connection.execute(insert_new(SUPPRESSIONS, dialect), row)
+                    suppress.append(suppression_row(report, reason, soft_bounces))
                 if report.outbox is not None:
-                    await connection.execute(insert(OUTBOX), report.outbox)
+                    outbox.append(report.outbox)
+            if suppress:
+                await connection.execute(insert_new(SUPPRESSIONS, dialect), suppress)
+            if outbox:
+                await connection.execute(insert(OUTBOX), outbox)
+        return reports, new
+
+    @staticmethod
+    async def _recipients_of(
+        connection: AsyncConnection, notification_ids: Collection[str]
+    ) -> dict[str, Recipients]:
+        """The recipients of those of `notification_ids` that exist, whichever client's."""
+        table = NotificationRecord
+        query = select(table.id, table.client, table.content, table.accepted, table.refused, table.pending)
+        found: dict[str, Recipients] = {}
+        ids = sorted(notification_ids)
+        for start in range(0, len(ids), 500):
+            for row in await connection.execute(query.where(table.id.in_(ids[start : start + 500]))):
+                content = row.content or {}
+                given = [
+                    *content.get("to", []),
+                    *content.get("cc", []),
+                    *row.accepted,
+                    *row.refused,
+                    *row.pending,
+                ]
+                found[row.id] = Recipients(row.client, frozenset(normalize(address) for address in given))
+        return found
+
+    @staticmethod
+    async def _new(connection: AsyncConnection, reports: Sequence[Report]) -> list[bool]:
+        """For each report, whether its (source, event_id) is neither stored nor earlier in `reports`."""
+        keys = {(r.event["source"], r.event["event_id"]) for r in reports if r.event["event_id"] is not None}
+        stored: set[tuple[str, str]] = set()
+        for source in {source for source, _ in keys}:
+            ids = sorted(event_id for each, event_id in keys if each == source)
+            query = select(EVENTS.c.event_id).where(EVENTS.c.source == source, EVENTS.c.event_id.in_(ids))
+            stored |= {(source, event_id) for event_id in await connection.scalars(query)}
+        new = []
+        for report in reports:
+            key = (report.event["source"], report.event["event_id"])
+            new.append(key[1] is None or key not in stored)
+            stored.add(key)
         return new
 
     async def history(self, notification_id: str) -> list[RecipientEventRecord]:
