@@ -178,6 +178,8 @@ def test_a_signed_bounce_suppresses_the_address_and_bad_requests_store_nothing(
         response = client.post(f"/webhooks/{provider}", content=body, headers=headers)
         assert response.status_code == 401, (fault, response.text)
     assert suppressions(client) == {}
+    metrics = client.get("/metrics", headers=auth()).text
+    assert f'feedback_webhook_signature_failures_total{{provider="{provider}"}}' in metrics
     answer = client.get(f"/notifications/{notification_id}", headers=auth()).json()
     assert [event["type"] for event in answer["recipients"][0]["events"]] == ["sent"]
 

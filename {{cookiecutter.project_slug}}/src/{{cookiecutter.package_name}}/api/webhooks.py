@@ -70,7 +70,8 @@ async def receive(provider: str, request: Request) -> JSONResponse:
             await webhooks.confirm_subscription(received.subscribe_url)
             logger.info("webhooks: confirmed the SNS subscription")
     except WebhookError as error:
-        if isinstance(error, SignatureError) and request.app.state.settings.metrics.enabled:
+        settings = getattr(request.app.state, "settings", None)  # the service's; a bare app counts nothing
+        if isinstance(error, SignatureError) and settings is not None and settings.metrics.enabled:
             feedback_metrics().signature_failures.labels(provider).inc()
         return refused(error)
     await sink(received.events)
