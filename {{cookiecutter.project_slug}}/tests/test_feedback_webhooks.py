@@ -179,7 +179,7 @@ def test_a_signed_bounce_suppresses_the_address_and_bad_requests_store_nothing(
         assert response.status_code == 401, (fault, response.text)
     assert suppressions(client) == {}
     metrics = client.get("/metrics", headers=auth()).text
-    assert f'feedback_webhook_signature_failures_total{{provider="{provider}"}}' in metrics
+    assert 'feedback_webhook_signature_failures_total{provider="' + provider + '"}' in metrics
     answer = client.get(f"/notifications/{notification_id}", headers=auth()).json()
     assert [event["type"] for event in answer["recipients"][0]["events"]] == ["sent"]
 
