@@ -80,6 +80,11 @@ def test_reports_are_kept_once_suppress_and_fill_a_leased_outbox(database_url: s
             for row in [again, *rest]:
                 assert await store.outbox.finish(row, delivered=True)
             assert await store.outbox.counts() == {"pending": 0, "delivered": 4, "failed": 0}
+
+            await store.purge(body_retention=0, row_retention=0, key_ttl=86400)  # ROW_RETENTION reached
+            assert await store.events.history(NOTIFICATION_ID) == []
+            assert await store.outbox.counts() == {"pending": 0, "delivered": 0, "failed": 0}
+            assert await store.suppressions.is_suppressed("dead@example.com")  # the list is kept
         finally:
             await store.aclose()
 

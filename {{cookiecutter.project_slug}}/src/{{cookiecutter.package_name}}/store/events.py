@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Insert, Integer, String, Table, Text, func, insert, select
+from sqlalchemy import BigInteger, Index, Insert, Integer, String, Table, Text, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, NotificationRecord, UtcDateTime
@@ -137,6 +137,13 @@ class Report:
     reason: str | None = None
     soft: bool = False
     outbox: dict[str, Any] | None = None
+
+
+async def purge_feedback(session: AsyncSession, before: datetime) -> None:
+    """Delete the recipient events and the finished outgoing events older than `before` (ROW_RETENTION);
+    the suppression list is kept."""
+    await session.execute(delete(EVENTS).where(EVENTS.c.occurred_at <= before))
+    await session.execute(delete(OUTBOX).where(OUTBOX.c.status != "pending", OUTBOX.c.created_at <= before))
 
 
 def suppression_row(report: Report, reason: str, soft_bounces: int) -> dict[str, Any]:

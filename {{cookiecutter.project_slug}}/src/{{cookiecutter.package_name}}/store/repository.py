@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
-from .events import RecipientEvents, insert_rows
+from .events import RecipientEvents, insert_rows, purge_feedback
 from .models import NotificationRecord, Status
 from .outbox import Outbox
 from .suppressions import SuppressionList
@@ -361,6 +361,7 @@ class NotificationStore:
                 )
                 .execution_options(synchronize_session=False)
             )
+            await purge_feedback(session, now - timedelta(seconds=row_retention))
             await session.execute(
                 update(table)
                 .where(
