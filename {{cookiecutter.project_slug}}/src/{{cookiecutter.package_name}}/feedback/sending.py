@@ -21,7 +21,8 @@ from ..mail.core.errors import causes_of
 from ..mail.core.loading import load_settings
 from ..mail.providers import provider_of
 from ..store import NotificationRecord, NotificationStore, Outcome, Reason, Status, Suppression, normalize
-from ..store.events import EVENTS, OUTBOX, SUPPRESSIONS, event_row, outbox_row
+from ..store.events import EVENTS, OUTBOX, SUPPRESSIONS, event_row
+from ..store.outbox import outbox_row
 from .bounces import BounceSettings, verp_address
 from .metrics import feedback_metrics
 from .settings import FeedbackSettings

@@ -18,7 +18,8 @@ import re
 from collections.abc import Sequence
 
 from ..store import NotificationStore, Reason, normalize
-from ..store.events import Recipients, Report, event_row, outbox_row
+from ..store.events import Recipients, Report, event_row
+from ..store.outbox import outbox_row
 from ..store.repository import GroupCommit
 from .events import BounceKind, DeliveryEvent, EventType
 from .metrics import feedback_metrics

@@ -10,7 +10,6 @@ twice (a provider retrying) has the same `(source, event_id)` and is kept once.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +36,6 @@ __all__ = [
     "SuppressionRecord",
     "event_row",
     "insert_new",
-    "outbox_row",
 ]
 
 
@@ -94,21 +92,6 @@ def event_row(
         "status": status[:16],
         "diagnostic": " ".join(diagnostic.split())[:2000],
         "event_id": event_id[:255] if event_id else None,
-    }
-
-
-def outbox_row(type: str, data: dict[str, Any], *, at: datetime | None = None) -> dict[str, Any]:
-    """A row of `outgoing_events`: the event `type` with `data`, due now (its id is the `webhook-id`)."""
-    now = at or datetime.now(UTC)
-    payload = {"type": type, "timestamp": now.isoformat(), "data": data}
-    return {
-        "id": f"msg_{uuid.uuid4().hex}",
-        "type": type,
-        "payload": payload,
-        "status": "pending",
-        "attempt_count": 0,
-        "next_attempt_at": now,
-        "created_at": now,
     }
 
 

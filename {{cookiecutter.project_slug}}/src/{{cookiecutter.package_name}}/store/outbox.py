@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, UtcDateTime
 
-__all__ = ["DELIVERED", "FAILED", "PENDING", "Outbox", "OutgoingEventRecord"]
+__all__ = ["DELIVERED", "FAILED", "PENDING", "Outbox", "OutgoingEventRecord", "outbox_row"]
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -42,6 +42,21 @@ class OutgoingEventRecord(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+def outbox_row(type: str, data: dict[str, Any], *, at: datetime | None = None) -> dict[str, Any]:
+    """A row of `outgoing_events`: the event `type` with `data`, due now (its id is the `webhook-id`)."""
+    now = at or datetime.now(UTC)
+    payload = {"type": type, "timestamp": now.isoformat(), "data": data}
+    return {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": type,
+        "payload": payload,
+        "status": "pending",
+        "attempt_count": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 class Outbox:
