@@ -10,9 +10,10 @@ from .. import SERVICE_NAME
 from ..feedback.sending import SendFeedback
 from ..mail import Mailer
 from ..ratelimit.storage import shared_storage
-from ..store import NotificationStore
+from ..store import NotificationStore, Priority
 from . import DeliveryContext
 from .dispatcher import Dispatcher
+from .holding import sending_gate
 from .metrics import delivery_metrics
 
 
@@ -28,8 +29,8 @@ class BackgroundDelivery:
         """Start sending (including what an earlier process left queued)."""
         self._runner = asyncio.create_task(self._dispatcher.run(), name="dispatcher")
 
-    async def submit(self, notification_id: str) -> None:
-        """`notification_id` was committed: send it soon."""
+    async def submit(self, notification_id: str, priority: Priority = Priority.NORMAL) -> None:
+        """`notification_id` was committed: send it soon (the dispatcher claims by priority)."""
         self._dispatcher.wake()
 
     async def aclose(self) -> None:
@@ -44,6 +45,7 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
     """The delivery of this project: a dispatcher in the service process."""
     metrics = delivery_metrics(settings.metrics)
     mailer = Mailer(settings.mail, metrics)
+    gate = sending_gate(limits_storage(store), settings.mail, settings.limits_in_force, settings.metrics)
     dispatcher = Dispatcher(
         store,
         mailer,
@@ -52,6 +54,7 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
         service_name=SERVICE_NAME,
         sender=str(settings.mail.from_address),
         events=metrics,
+        gate=gate,
         feedback=SendFeedback.of(settings.mail.server, settings, metrics=settings.metrics.enabled),
     )
     return BackgroundDelivery(dispatcher, mailer)
@@ -59,4 +62,4 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
 
 def limits_storage(store: NotificationStore) -> Storage:
     """Where this project counts its rate limits: the store's database."""
-    return shared_storage(store.engine)
+    return shared_storage(store.engine, store.write_lock)

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..feedback.sending import SendFeedback, rcpt_refusals
 from ..mail import DeliveryOutcomeUnknownError, Mailer, MailError
 from ..mail.core.backoff import backoff
 from ..notifications import Notification, to_message
 from ..observability.logs import log_context
+from ..ratelimit.gate import SendGate
 from ..store import (
     OUTCOME_UNKNOWN,
     NotificationRecord,
@@ -35,6 +36,7 @@ from ..store import (
     normalize,
     utcnow,
 )
+from .holding import Holding
 from .settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
@@ -59,8 +61,8 @@ class DeliveryEvents:
 
 
 class Dispatcher:
-    """Sends the notifications of `store` through `mailer`, at most DELIVERY_CONCURRENCY at once;
-    `events` hears of each attempt and outcome."""
+    """Sends the notifications of `store` through `mailer`, at most DELIVERY_CONCURRENCY at once, within the
+    sending limits of `gate` (see `holding.py`); `events` hears of each attempt and outcome."""
 
     def __init__(
         self,
@@ -72,9 +74,11 @@ class Dispatcher:
         service_name: str,
         sender: str,
         events: DeliveryEvents | None = None,
+        gate: SendGate | None = None,
         feedback: SendFeedback | None = None,
     ) -> None:
         self.store = store
+        self._holding = Holding(store, gate, settings.max_hold)
         self._feedback = feedback or SendFeedback()
         self._events = events or DeliveryEvents()
         self._mailer = mailer
@@ -106,21 +110,35 @@ class Dispatcher:
                     await self.purge()
                 except Exception:
                     logger.exception("retention: purging old notifications failed; trying again in an hour")
-            free = self._settings.concurrency - len(self._in_flight)
+            free, wait = self._settings.concurrency - len(self._in_flight), self._settings.poll_interval
             # Under load, claim in batches (a quarter of the slots at least): fewer, larger transactions.
             if free > 0 and (free * 4 >= self._settings.concurrency or not self._in_flight):
-                async with self._claiming:
+                async with self._claiming:  # `stop` waits for what it claims to be in flight
+                    allowed, blocked = await self._holding.claimable(free)
                     try:
-                        claimed = await self.store.claim(free, self._settings.lease)
+                        claimed = await self.store.claim(allowed, self._settings.lease) if allowed else []
+                        admitted = await self._holding.admit(claimed)
                     except Exception:
                         logger.exception("could not claim notifications; trying again")
-                        claimed = []
-                    for record in claimed:
+                        claimed = admitted = []
+                    for record in admitted:
                         self._start(record)
-                if claimed and len(claimed) == free:
+                if claimed and len(claimed) == allowed:
+                    continue
+                if not allowed:  # a limit is reached: nothing to claim until it frees (or stop)
+                    await self._pause(min(blocked, wait))
                     continue
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._settings.poll_interval):
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` (a new notification does not end the wait; a stop does)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
                     await self._changed.wait()
 
     def _start(self, record: NotificationRecord) -> None:
@@ -193,8 +211,9 @@ class Dispatcher:
         )
 
     async def deliver_id(self, notification_id: str) -> Status | None:
-        """Claim and send one notification if it is due; None when it is not (sent, failed, leased)."""
-        claimed = await self.store.claim(1, self._settings.lease, notification_id)
+        """Claim and send one notification if it is due; None when it is not (sent, failed, leased) or a sending
+        limit held it back (until the sweeper publishes it again)."""
+        claimed = await self._holding.admit(await self.store.claim(1, self._settings.lease, notification_id))
         if not claimed:
             return None
         with log_context(claimed[0].id, claimed[0].request_id):
@@ -215,9 +234,13 @@ class Dispatcher:
         renewal = asyncio.create_task(self._keep_lease(record), name=f"lease-{record.id}")
         try:
             skipped = await self._feedback.suppressed(self.store, record)
-            outcome = self._feedback.complete(record, await self._attempt(record, skipped), skipped)
+            attempt = await self._attempt(record, skipped)
         finally:
             renewal.cancel()
+        if isinstance(attempt, tuple):  # held back by a throttling or quota reply: not an attempt
+            await self._holding.hold(record, *attempt)
+            return Status.QUEUED
+        outcome = self._feedback.complete(record, attempt, skipped)
         if await self.store.record(record, outcome):
             self._events.recorded(record, outcome.status)
             if outcome.status != Status.SENT:  # a sent one was logged as delivered
@@ -240,9 +263,15 @@ class Dispatcher:
             except Exception:  # the store is away: the lease may lapse; the next renewal tries again
                 logger.warning("notification %s: renewing its lease failed", record.id, exc_info=True)
 
-    async def _attempt(self, record: NotificationRecord, skipped: dict[str, Suppression]) -> Outcome:
-        """One attempt to the pending recipients but the suppressed ones (`skipped`)."""
+    async def _attempt(
+        self, record: NotificationRecord, skipped: dict[str, Suppression]
+    ) -> Outcome | tuple[datetime, str]:
+        """The outcome of one attempt to the pending recipients but the suppressed ones (`skipped`), or until
+        when to hold `record` and why (a throttling reply: not an attempt)."""
         attempts, budget = record.attempt_count, self._settings.max_attempts
+        overdue = self._holding.overdue(record)
+        if overdue is not None:
+            return Outcome(Status.FAILED, f"not attempted: {overdue}", error=overdue)
         if record.content is None:
             return Outcome(
                 Status.FAILED, "content deleted by retention", error="content deleted by retention"
@@ -277,6 +306,9 @@ class Dispatcher:
         except MailError as error:
             self._events.attempted(error.failure)
             reply = str(error)
+            until = self._holding.throttled(error)
+            if until is not None:
+                return until, f"held back by a throttling reply: {reply}"
             if error.transient and attempts < budget:
                 return self._retry(record, reply, recipients)
             return Outcome(

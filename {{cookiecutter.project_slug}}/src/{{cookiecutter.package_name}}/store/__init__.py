@@ -1,7 +1,7 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
 from .events import RecipientEventRecord
-from .models import NotificationRecord, Status
+from .models import NotificationRecord, Priority, Status
 from .outbox import OutgoingEventRecord
 from .rate_limits import RateLimitHit
 from .repository import (
@@ -29,6 +29,7 @@ __all__ = [
     "NotificationStore",
     "Outcome",
     "OutgoingEventRecord",
+    "Priority",
     "RateLimitHit",
     "Reason",
     "RecipientEventRecord",

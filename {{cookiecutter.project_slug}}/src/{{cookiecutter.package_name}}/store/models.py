@@ -6,13 +6,25 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Status(StrEnum):
     """Where a notification is: `queued` -> `sending` -> `sent`, or `retrying` / `failed` on the way;
-    `suppressed` when every recipient is on the suppression list."""
+    `cancelled` by its client before it went; `suppressed` when every recipient is on the suppression list."""
 
     QUEUED = "queued"
     SENDING = "sending"
@@ -20,6 +32,20 @@ class Status(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
+
+
+class Priority(StrEnum):
+    """Which due notifications are claimed first: every due `high` one before `normal` and `low` ones."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """The stored value, claimed in ascending order (0: high)."""
+        return list(Priority).index(self)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -64,6 +90,7 @@ class NotificationRecord(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "client", "idempotency_key", unique=True),
         Index(None, "client", "id"),
+        Index(None, "priority", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -86,3 +113,7 @@ class NotificationRecord(Base):
     """The X-Request-ID of the request that created it, so that every send logs it."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
+    """`Priority.rank`: due notifications are claimed by it, then by due time."""
+    held_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When a sending limit or a throttling reply first held it back since its last attempt (None: not held)."""

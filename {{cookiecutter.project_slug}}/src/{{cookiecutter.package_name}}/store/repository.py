@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from .events import RecipientEvents, insert_rows, purge_feedback
-from .models import NotificationRecord, Status
+from .models import NotificationRecord, Priority, Status
 from .outbox import Outbox
 from .suppressions import SuppressionList
 
@@ -39,7 +39,7 @@ T = TypeVar("T")
 WriteLock: TypeAlias = asyncio.Lock | contextlib.nullcontext[None]
 """SQLite: this process's writes take turns; PostgreSQL: none needed."""
 CLAIMABLE = (Status.QUEUED, Status.RETRYING)
-FINISHED = (Status.SENT, Status.FAILED, Status.SUPPRESSED)
+FINISHED = (Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.CANCELLED)
 Change: TypeAlias = tuple[str, str | None, dict[str, Any], Sequence[tuple[Table, Sequence[dict[str, Any]]]]]
 """An update of a leased notification: (id, lease token, new values, rows to insert with it)."""
 OUTCOME_UNKNOWN = "outcome_unknown"
@@ -86,6 +86,8 @@ class Backlog:
     counts: dict[Status, int]
     """`queued`, `sending` and `retrying`, each present (0 when none)."""
     oldest_due: datetime | None
+    scheduled: int = 0
+    """Queued notifications not due yet: scheduled with `send_at`, or held back by a sending limit."""
 
 
 def utcnow() -> datetime:
@@ -209,6 +211,12 @@ class NotificationStore:
                     await insert_rows(connection, rows)
         return results
 
+    @property
+    def write_lock(self) -> WriteLock:
+        """What this process's writes to the store's database take turns on (SQLite; a no-op on PostgreSQL): a
+        writer sharing the engine takes it too, rather than wait on SQLite's busy timeout."""
+        return self._write_lock
+
     async def aclose(self) -> None:
         """Close the engine's connections."""
         await self.engine.dispose()
@@ -234,7 +242,8 @@ class NotificationStore:
 
         Each claim counts as an attempt, so an attempt cut off by a crash or a time limit counts too.
         With `notification_id`, only that notification is claimed (if it is due). Concurrent
-        claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer).
+        claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer). Due ones are
+        claimed, and returned, by priority, then by due time.
         """
         now = utcnow()
         table = NotificationRecord
@@ -247,7 +256,7 @@ class NotificationStore:
         candidates = (
             select(table.id)
             .where(due)
-            .order_by(table.next_attempt_at)
+            .order_by(table.priority, table.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -264,7 +273,8 @@ class NotificationStore:
             .execution_options(synchronize_session=False)
         )
         async with self._write_lock, self._sessions.begin() as session:
-            return list(await session.scalars(claim))
+            claimed = list(await session.scalars(claim))
+        return sorted(claimed, key=lambda record: (record.priority, record.next_attempt_at))
 
     async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
         """Push the lease on `claimed` to `lease` seconds from now (a slow send keeps its claim); False if lost."""
@@ -301,41 +311,61 @@ class NotificationStore:
             "lease_token": None,
             "lease_until": None,
             "finished_at": now if outcome.status in FINISHED else None,
+            "held_since": None,
         }
         return await self._outcomes.submit((claimed.id, claimed.lease_token, values, outcome.rows))
 
-    async def due(self, limit: int) -> list[tuple[str, datetime]]:
-        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due
-        (for a sweeper to publish)."""
+    async def hold(self, claimed: NotificationRecord, until: datetime, why: str) -> bool:
+        """Put `claimed` back until `until` without counting its claim as an attempt (a sending limit or a
+        throttling reply held it back, `why` says which: its last error): queued again, or retrying if it had
+        been tried. False if the lease was lost."""
+        table = NotificationRecord
+        values: dict[str, Any] = {
+            "status": case((table.attempt_count <= 1, Status.QUEUED), else_=Status.RETRYING),
+            "attempt_count": table.attempt_count - 1,
+            "next_attempt_at": until,
+            "lease_token": None,
+            "lease_until": None,
+            "last_error": why,
+            "held_since": func.coalesce(table.held_since, utcnow()),
+        }
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, values, ()))
+
+    async def due(self, limit: int) -> list[tuple[str, datetime, int]]:
+        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due and its
+        priority (`Priority.rank`), highest priority first (for a sweeper to publish)."""
         now = utcnow()
         table = NotificationRecord
         since = case((table.status == Status.SENDING, table.lease_until), else_=table.next_attempt_at)
         query = (
-            select(table.id, since)
+            select(table.id, since, table.priority)
             .where(
                 or_(
                     and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
                     and_(table.status == Status.SENDING, table.lease_until < now),
                 )
             )
-            .order_by(table.next_attempt_at)
+            .order_by(table.priority, table.next_attempt_at)
             .limit(limit)
         )
         async with self._sessions() as session:
-            return [(row[0], row[1]) for row in await session.execute(query)]
+            return [(row[0], row[1], row[2]) for row in await session.execute(query)]
 
     async def backlog(self) -> Backlog:
         """How many notifications wait or are being sent, and when the oldest due one became due."""
         table = NotificationRecord
         unfinished = (Status.QUEUED, Status.SENDING, Status.RETRYING)
         counts = select(table.status, func.count()).where(table.status.in_(unfinished)).group_by(table.status)
+        now = utcnow()
         oldest = select(func.min(table.next_attempt_at)).where(
-            table.status.in_(CLAIMABLE), table.next_attempt_at <= utcnow()
+            table.status.in_(CLAIMABLE), table.next_attempt_at <= now
         )
+        later = select(func.count()).where(table.status == Status.QUEUED, table.next_attempt_at > now)
         async with self._sessions() as session:
             found = {Status(status): int(count) for status, count in await session.execute(counts)}
             oldest_due = await session.scalar(oldest)
-        return Backlog({status: found.get(status, 0) for status in unfinished}, oldest_due)
+            scheduled = int(await session.scalar(later) or 0)
+        return Backlog({status: found.get(status, 0) for status in unfinished}, oldest_due, scheduled)
 
     async def purge(self, body_retention: float, row_retention: float, key_ttl: float) -> tuple[int, int]:
         """Delete the content of notifications sent `body_retention` seconds ago and the records finished
@@ -402,8 +432,10 @@ class ClientNotifications:
         request_hash: str | None = None,
         key_ttl: float = 86400,
         request_id: str | None = None,
+        send_at: datetime | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Added:
-        """Commit a new `queued` notification, created by request `request_id`.
+        """Commit a new `queued` notification, created by request `request_id`, due at `send_at` (None: now).
 
         With `idempotency_key`, a notification this client keeps under the same key (younger than
         `key_ttl` seconds) is answered instead, with its current status. Raises
@@ -420,7 +452,8 @@ class ClientNotifications:
             "refused": {},
             "attempts": [],
             "attempt_count": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": max(now, send_at) if send_at is not None else now,
+            "priority": priority.rank,
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
             "request_id": request_id,
@@ -479,6 +512,23 @@ class ClientNotifications:
             query = query.where(NotificationRecord.id > after)
         async with self._sessions() as session:
             return list(await session.scalars(query))
+
+    async def cancel(self, notification_id: str) -> Status | None:
+        """Cancel this client's notification unless it started sending: one conditional UPDATE, so a sender
+        claiming it at the same moment either finds it cancelled or makes the cancel fail. Returns its status
+        after the call (`cancelled` when it is, now or before), None when there is no such notification."""
+        table = NotificationRecord
+        cancel = (
+            update(table)
+            .where(table.id == notification_id, table.status.in_(CLAIMABLE))
+            .values(status=Status.CANCELLED, finished_at=utcnow(), lease_token=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._write_lock, self._sessions.begin() as session:
+            if getattr(await session.execute(cancel), "rowcount", 0):
+                return Status.CANCELLED
+            status = await session.scalar(select(table.status).where(table.id == notification_id))
+        return None if status is None else Status(status)
 
     async def retry(self, notification_id: str) -> bool:
         """Queue a `failed` notification again (its content must still be kept); False otherwise."""
