@@ -11,13 +11,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import errors, health, metrics, notifications, status, suppressions, unsubscribe
+from .api import errors, health, metrics, notifications, status, suppressions, unsubscribe, webhooks
 from .api.auth import Authenticator
 from .api.limits import RequestLimits
 from .api.rate_limit import ApiRateLimits
 from .api.request_id import RequestIdMiddleware
 from .api.template_docs import document_templates
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery, limits_storage
+from .feedback.loop import FeedbackLoop
 from .mail import SettingsError
 from .notifications import Composer
 from .notifications.template_files import TemplateFolderError
@@ -60,9 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.readiness = health.Readiness({"store": store.ping})
 {%- endif %}
             await app.state.delivery.start()
+            feedback = FeedbackLoop(settings, store)
+            app.state.webhooks, app.state.webhook_events = feedback.webhooks, feedback.sink
+            await feedback.start()
             try:
                 yield
             finally:
+                await feedback.aclose()
                 await app.state.delivery.aclose()
         finally:
             if storage is not None:
@@ -93,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(status.router)
     app.include_router(unsubscribe.router)
     app.include_router(suppressions.router)
+    app.include_router(webhooks.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
     if settings.api.dev_mode:

@@ -17,6 +17,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from .delivery.settings import DeliverySettings
+from .feedback.bounces import BounceSettings
+from .feedback.settings import FeedbackSettings
+from .feedback.webhooks import WebhookSettings
 from .mail import MailSettings, SettingsError
 from .mail.core.loading import EnvSettings, SettingsT, describe_errors
 from .notifications.settings import MessageSettings
@@ -238,6 +241,9 @@ class Settings:
     logs: LogSettings
     metrics: MetricsSettings
     limits: RateLimitSettings
+    webhooks: WebhookSettings
+    bounces: BounceSettings
+    feedback: FeedbackSettings
     messages: MessageSettings = field(default_factory=MessageSettings)
 
     @property
@@ -257,6 +263,9 @@ class Settings:
         metrics = _load(MetricsSettings, problems)
         limits = _load(RateLimitSettings, problems)
         messages = _load(MessageSettings, problems)
+        webhooks = _load(WebhookSettings, problems)
+        bounces = _load(BounceSettings, problems)
+        feedback = _load(FeedbackSettings, problems)
         if api is not None and mail is not None and limits is not None:
             problem = limits_in_force(limits, mail.server).recipient_problem(api.max_recipients)
             problems.extend([problem] if problem else [])
@@ -270,6 +279,9 @@ class Settings:
             or metrics is None
             or limits is None
             or messages is None
+            or webhooks is None
+            or bounces is None
+            or feedback is None
         ):
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return cls(
@@ -281,6 +293,9 @@ class Settings:
             metrics=metrics,
             limits=limits,
             messages=messages,
+            webhooks=webhooks,
+            bounces=bounces,
+            feedback=feedback,
         )
 
 

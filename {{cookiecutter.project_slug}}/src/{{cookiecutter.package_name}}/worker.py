@@ -1,4 +1,4 @@
-"""Celery workers: `celery -A {{ cookiecutter.package_name }}.worker worker` sends the notifications the service queued.
+"""Celery workers: `celery -A oscis_mail_service.worker worker` sends the notifications the service queued.
 
 Each message carries a notification id. The worker claims that notification in the store with a
 lease (DELIVERY_LEASE) and sends it through its process's pooled `Mailer`; a notification already
@@ -33,6 +33,7 @@ from .delivery.holding import sending_gate
 from .delivery.metrics import delivery_metrics
 from .delivery.queued import limits_storage
 from .delivery.settings import DeliverySettings
+from .feedback.sending import SendFeedback
 from .mail import Mailer, MailSettings, SettingsError, load_settings
 from .mail.core.session import longest_send
 from .observability.logs import LogSettings, configure_logging
@@ -141,6 +142,7 @@ class DeliveryRuntime:
                         sender=str(mail.from_address),
                         events=metrics,
                         gate=sending_gate(self._storage, mail, limits, counting),
+                        feedback=SendFeedback.from_env(mail.server, metrics=metrics is not None),
                     )
                     return dispatcher, mailer
 
@@ -206,6 +208,7 @@ def _check_settings(**_: object) -> None:
         problem = limits_in_force(load_settings(RateLimitSettings), mail.server).recipient_problem(recipients)
         if problem is not None:
             raise SettingsError(f"invalid settings: {problem}")
+        SendFeedback.from_env(mail.server)  # BOUNCE_DOMAIN, WEBHOOK_*, SUPPRESSION_* and EVENTS_* load
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
         check_metrics_dir(load_settings(MetricsSettings))
     except (SettingsError, SchemaError) as error:

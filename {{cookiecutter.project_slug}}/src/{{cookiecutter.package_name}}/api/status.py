@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from ..store import NotificationRecord, Priority, Status
-from .deps import ClientStoreDep, DeliveryDep, authenticated_client
+from .deps import ClientStoreDep, DeliveryDep, StoreDep, authenticated_client
+from .history import RecipientHistory, histories
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(authenticated_client)])
 
@@ -55,10 +56,14 @@ class NotificationStatus(BaseModel):
     finished_at: datetime | None = Field(description="When it was sent, failed for good or was cancelled.")
     last_error: str | None = Field(description="The last failure, one line (no secrets).")
     request_id: str | None = Field(description="The X-Request-ID of the request that created it.")
+    recipients: list[RecipientHistory] | None = Field(
+        default=None,
+        description="Each recipient's state and its events oldest first (GET /notifications/{id} only).",
+    )
 
     @classmethod
     def of(cls, record: NotificationRecord) -> NotificationStatus:
-        finished = record.status in (Status.SENT, Status.FAILED, Status.CANCELLED)
+        finished = record.status in (Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.CANCELLED)
         return cls(
             id=record.id,
             status=Status(record.status),
@@ -67,7 +72,7 @@ class NotificationStatus(BaseModel):
             attempts=[Attempt.model_validate(attempt) for attempt in record.attempts],
             accepted=record.accepted,
             refused=record.refused,
-            pending=[] if record.status == Status.SENT else record.pending,
+            pending=[] if record.status in (Status.SENT, Status.SUPPRESSED) else record.pending,
             next_attempt_at=None if finished else record.next_attempt_at,
             finished_at=record.finished_at,
             last_error=record.last_error,
@@ -83,12 +88,16 @@ class NotificationPage(BaseModel):
 
 
 @router.get("/notifications/{notification_id}", responses=NOT_FOUND)
-async def get_notification(notification_id: str, store: ClientStoreDep) -> NotificationStatus:
-    """The status of one notification, its attempts and the server's replies."""
+async def get_notification(
+    notification_id: str, store: ClientStoreDep, everything: StoreDep
+) -> NotificationStatus:
+    """The status of one notification, its attempts and the server's replies, each recipient's history."""
     record = await store.get(notification_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {notification_id}")
-    return NotificationStatus.of(record)
+    found = NotificationStatus.of(record)
+    found.recipients = histories(record, await everything.events.history(record.id))
+    return found
 
 
 @router.get("/notifications")

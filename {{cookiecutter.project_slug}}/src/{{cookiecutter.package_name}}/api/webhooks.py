@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..feedback.events import DeliveryEvent
+from ..feedback.metrics import feedback_metrics
 from ..feedback.webhooks import (
     PayloadError,
     SignatureError,
@@ -69,6 +70,9 @@ async def receive(provider: str, request: Request) -> JSONResponse:
             await webhooks.confirm_subscription(received.subscribe_url)
             logger.info("webhooks: confirmed the SNS subscription")
     except WebhookError as error:
+        settings = getattr(request.app.state, "settings", None)  # the service's; a bare app counts nothing
+        if isinstance(error, SignatureError) and settings is not None and settings.metrics.enabled:
+            feedback_metrics().signature_failures.labels(provider).inc()
         return refused(error)
     await sink(received.events)
     return JSONResponse({"events": len(received.events)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..feedback.sending import FeedbackContext
 from ..mail import MailSettings
 from ..observability.metrics import MetricsSettings
 from ..ratelimit.settings import LimitsInForce
@@ -29,7 +30,7 @@ class Delivery(Protocol):
         """Stop taking work, finish what is in flight within a bounded time, release connections."""
 
 
-class DeliveryContext(Protocol):
+class DeliveryContext(FeedbackContext, Protocol):
     """The settings a delivery reads: the service's `Settings` has them (and more)."""
 
     @property

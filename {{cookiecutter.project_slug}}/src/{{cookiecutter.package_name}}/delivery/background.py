@@ -7,6 +7,7 @@ import asyncio
 from limits.aio.storage import Storage
 
 from .. import SERVICE_NAME
+from ..feedback.sending import SendFeedback
 from ..mail import Mailer
 from ..notifications import Composer
 from ..ratelimit.storage import shared_storage
@@ -58,6 +59,7 @@ def create_delivery(
         events=metrics,
         gate=gate,
         composer=composer,
+        feedback=SendFeedback.of(settings.mail.server, settings, metrics=settings.metrics.enabled),
     )
     return BackgroundDelivery(dispatcher, mailer)
 

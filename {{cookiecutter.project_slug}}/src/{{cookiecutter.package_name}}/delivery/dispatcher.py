@@ -19,6 +19,7 @@ import dataclasses
 import logging
 from datetime import datetime, timedelta
 
+from ..feedback.sending import SendFeedback, rcpt_refusals
 from ..mail import Attachment, DeliveryOutcomeUnknownError, Mailer, MailError
 from ..mail.core.backoff import backoff
 from ..notifications import Composer, Notification
@@ -32,6 +33,8 @@ from ..store import (
     Outcome,
     Status,
     StoreSettings,
+    Suppression,
+    normalize,
     utcnow,
 )
 from .holding import Holding
@@ -74,11 +77,13 @@ class Dispatcher:
         events: DeliveryEvents | None = None,
         gate: SendGate | None = None,
         composer: Composer | None = None,
+        feedback: SendFeedback | None = None,
     ) -> None:
         self.store = store
         self._holding = Holding(store, gate, settings.max_hold)
         self.composer = composer or Composer.load(MessageSettings(), service_name=service_name, sender=sender)
         """Renders the templates (loaded once, by whoever made the composer) and builds each email."""
+        self._feedback = feedback or SendFeedback()
         self._events = events or DeliveryEvents()
         self._mailer = mailer
         self._settings = settings
@@ -87,6 +92,8 @@ class Dispatcher:
         self._sending: set[str] = set()
         """The notifications whose send is in the mailer (not claiming, not recording)."""
         self._changed = asyncio.Event()
+        self._claiming = asyncio.Lock()
+        """Held while claimed notifications are not yet in flight, so `stop` waits for their sends too."""
         self._stopping = False
         self._last_purge = 0.0
 
@@ -108,15 +115,16 @@ class Dispatcher:
             free, wait = self._settings.concurrency - len(self._in_flight), self._settings.poll_interval
             # Under load, claim in batches (a quarter of the slots at least): fewer, larger transactions.
             if free > 0 and (free * 4 >= self._settings.concurrency or not self._in_flight):
-                allowed, blocked = await self._holding.claimable(free)
-                try:
-                    claimed = await self.store.claim(allowed, self._settings.lease) if allowed else []
-                    admitted = await self._holding.admit(claimed)
-                except Exception:
-                    logger.exception("could not claim notifications; trying again")
-                    claimed = admitted = []
-                for record in admitted:
-                    self._start(record)
+                async with self._claiming:  # `stop` waits for what it claims to be in flight
+                    allowed, blocked = await self._holding.claimable(free)
+                    try:
+                        claimed = await self.store.claim(allowed, self._settings.lease) if allowed else []
+                        admitted = await self._holding.admit(claimed)
+                    except Exception:
+                        logger.exception("could not claim notifications; trying again")
+                        claimed = admitted = []
+                    for record in admitted:
+                        self._start(record)
                 if claimed and len(claimed) == allowed:
                     continue
                 if not allowed:  # a limit is reached: nothing to claim until it frees (or stop)
@@ -156,6 +164,8 @@ class Dispatcher:
         """
         self._stopping = True
         self._changed.set()
+        async with self._claiming:  # a claim under way puts its notifications in flight first
+            pass
         if not self._in_flight:
             return
         _, late = await asyncio.wait(set(self._in_flight), timeout=self._settings.shutdown_timeout)
@@ -225,12 +235,14 @@ class Dispatcher:
         """Send and record, inside the `log_context` of `record`: every line logged meanwhile names it."""
         renewal = asyncio.create_task(self._keep_lease(record), name=f"lease-{record.id}")
         try:
-            outcome = await self._attempt(record)
+            skipped = await self._feedback.suppressed(self.store, record)
+            attempt = await self._attempt(record, skipped)
         finally:
             renewal.cancel()
-        if isinstance(outcome, tuple):  # held back by a throttling or quota reply: not an attempt
-            await self._holding.hold(record, *outcome)
+        if isinstance(attempt, tuple):  # held back by a throttling or quota reply: not an attempt
+            await self._holding.hold(record, *attempt)
             return Status.QUEUED
+        outcome = self._feedback.complete(record, attempt, skipped)
         if await self.store.record(record, outcome):
             self._events.recorded(record, outcome.status)
             if outcome.status != Status.SENT:  # a sent one was logged as delivered
@@ -253,8 +265,11 @@ class Dispatcher:
             except Exception:  # the store is away: the lease may lapse; the next renewal tries again
                 logger.warning("notification %s: renewing its lease failed", record.id, exc_info=True)
 
-    async def _attempt(self, record: NotificationRecord) -> Outcome | tuple[datetime, str]:
-        """The outcome of one attempt, or until when to hold `record` and why (a throttling reply: not an attempt)."""
+    async def _attempt(
+        self, record: NotificationRecord, skipped: dict[str, Suppression]
+    ) -> Outcome | tuple[datetime, str]:
+        """The outcome of one attempt to the pending recipients but the suppressed ones (`skipped`), or until
+        when to hold `record` and why (a throttling reply: not an attempt)."""
         attempts, budget = record.attempt_count, self._settings.max_attempts
         overdue = self._holding.overdue(record)
         if overdue is not None:
@@ -275,18 +290,27 @@ class Dispatcher:
         if why is not None:
             error = f"not sent again: {why}; last error: {record.last_error}"
             return Outcome(Status.FAILED, f"not attempted: {why}", error=error)
+        recipients = [address for address in record.pending if normalize(address) not in skipped]
+        if not recipients:
+            reply = f"not sent: {len(skipped)} recipient(s) on the suppression list"
+            return Outcome(Status.SENT if record.accepted else Status.SUPPRESSED, reply, pending=())
         content = dict(record.content)
         self._sending.add(record.id)
         try:
             files = await self._attachments(record.id) if content.pop("attachments", 0) else []
             composed = self.composer.compose(Notification.model_construct(id=record.id, **content), files)
             del files  # the bytes live on in `composed` only, until it is sent
+            message = composed.message
+            message.headers = {**(message.headers or {}), **self._feedback.headers(record.id)}
             result = await self._mailer.send(
-                composed.message, recipients=record.pending, attachments=composed.parts
+                message,
+                recipients=recipients,
+                sender=self._feedback.envelope_sender(record.id),
+                attachments=composed.parts,
             )
         except DeliveryOutcomeUnknownError as error:
             self._events.attempted(error.failure)
-            return self._unknown(record, str(error), earlier)
+            return self._unknown(record, str(error), earlier, recipients)
         except MailError as error:
             self._events.attempted(error.failure)
             reply = str(error)
@@ -294,8 +318,10 @@ class Dispatcher:
             if until is not None:
                 return until, f"held back by a throttling reply: {reply}"
             if error.transient and attempts < budget:
-                return self._retry(record, reply, record.pending)
-            return Outcome(Status.FAILED, reply, error=reply)
+                return self._retry(record, reply, recipients)
+            return Outcome(
+                Status.FAILED, reply, refused=rcpt_refusals(error), pending=recipients, error=reply
+            )
         except Exception as error:
             self._events.attempted("other")
             reply = " ".join(f"{type(error).__name__}: {error}".split())
@@ -344,14 +370,16 @@ class Dispatcher:
         found = await self.store.attachments(notification_id)
         return [Attachment(row.filename, row.content_type, row.content) for row in found]
 
-    def _unknown(self, record: NotificationRecord, reply: str, earlier: int) -> Outcome:
+    def _unknown(
+        self, record: NotificationRecord, reply: str, earlier: int, recipients: list[str]
+    ) -> Outcome:
         """The outcome of an attempt whose message went out without a reply (`earlier`: such attempts before it):
         sent once more after the backoff, or failed."""
         why = self._no_more_sends(earlier + 1)
         if why is None and record.attempt_count >= self._settings.max_attempts:
             why = f"gave up after {record.attempt_count} attempts (DELIVERY_MAX_ATTEMPTS)"
         if why is None:
-            return dataclasses.replace(self._retry(record, reply, record.pending), unknown=True)
+            return dataclasses.replace(self._retry(record, reply, recipients), unknown=True)
         return Outcome(Status.FAILED, reply, error=f"{reply}; not sent again: {why}", unknown=True)
 
     def _no_more_sends(self, unknown: int) -> str | None:

@@ -24,13 +24,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Status(StrEnum):
     """Where a notification is: `queued` -> `sending` -> `sent`, or `retrying` / `failed` on the way;
-    `cancelled` by its client before it went."""
+    `cancelled` by its client before it went; `suppressed` when every recipient is on the suppression list."""
 
     QUEUED = "queued"
     SENDING = "sending"
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
+    SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
 
 

@@ -12,14 +12,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
+from sqlalchemy import Table, and_, case, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from .attachments import ATTACHMENTS_KEY, AttachmentRecord
+from .events import RecipientEvents, insert_rows, purge_feedback
 from .models import NotificationRecord, Priority, Status
+from .outbox import Outbox
 from .suppressions import SuppressionList
 
 __all__ = [
@@ -38,7 +40,9 @@ T = TypeVar("T")
 WriteLock: TypeAlias = asyncio.Lock | contextlib.nullcontext[None]
 """SQLite: this process's writes take turns; PostgreSQL: none needed."""
 CLAIMABLE = (Status.QUEUED, Status.RETRYING)
-FINISHED = (Status.SENT, Status.FAILED, Status.CANCELLED)
+FINISHED = (Status.SENT, Status.FAILED, Status.SUPPRESSED, Status.CANCELLED)
+Change: TypeAlias = tuple[str, str | None, dict[str, Any], Sequence[tuple[Table, Sequence[dict[str, Any]]]]]
+"""An update of a leased notification: (id, lease token, new values, rows to insert with it)."""
 OUTCOME_UNKNOWN = "outcome_unknown"
 """The `outcome` of an attempt whose message went out but got no reply: the server may have accepted it, or not.
 (Every other attempt's `outcome` is the status it led to.)"""
@@ -62,6 +66,9 @@ class Outcome:
     error: str | None = None
     unknown: bool = False
     """The message went out but no reply came: the attempt is recorded as OUTCOME_UNKNOWN."""
+    rows: Sequence[tuple[Table, Sequence[dict[str, Any]]]] = ()
+    """Rows inserted in the transaction that records the outcome (recipient events, suppressions, outgoing
+    events), duplicates skipped; none if the lease was lost."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,11 @@ class NotificationStore:
         single_writer = engine.dialect.name == "sqlite"
         self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
-        self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
+        self._outcomes: GroupCommit[Change] = GroupCommit(self._update)
+        self.events = RecipientEvents(engine, self._write_lock)
+        self.outbox = Outbox(engine, self._write_lock)
+        """The outgoing events for EVENTS_WEBHOOK_URL (`claim`, `finish`)."""
+        """Each recipient's events (`history`)."""
         self.suppressions = SuppressionList(engine, self._write_lock)
         """The addresses not sent to (`add_suppression`, `is_suppressed`, `page`, `delete`)."""
 
@@ -190,17 +201,19 @@ class NotificationStore:
                 await connection.execute(insert(AttachmentRecord), files)
         return [True] * len(rows)
 
-    async def _update(self, changes: list[tuple[str, str | None, dict[str, Any]]]) -> list[bool]:
+    async def _update(self, changes: list[Change]) -> list[bool]:
         table = NotificationRecord
         results = []
         async with self._write_lock, self.engine.begin() as connection:
-            for notification_id, token, values in changes:
+            for notification_id, token, values, rows in changes:
                 result = await connection.execute(
                     update(table)
                     .where(table.id == notification_id, table.lease_token == token)
                     .values(**values)
                 )
                 results.append(bool(result.rowcount))
+                if result.rowcount:
+                    await insert_rows(connection, rows)
         return results
 
     @property
@@ -277,14 +290,14 @@ class NotificationStore:
     async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
         """Push the lease on `claimed` to `lease` seconds from now (a slow send keeps its claim); False if lost."""
         until = utcnow() + timedelta(seconds=lease)
-        return await self._outcomes.submit((claimed.id, claimed.lease_token, {"lease_until": until}))
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, {"lease_until": until}, ()))
 
     async def note_unknown_outcome(self, claimed: NotificationRecord, reply: str) -> bool:
         """Note the attempt running on `claimed` as OUTCOME_UNKNOWN before it ends (its message went out, no reply
         yet): what it stays should this process end first; `record` replaces it. False if the lease was lost."""
         attempt = {"at": utcnow().isoformat(), "reply": reply, "outcome": OUTCOME_UNKNOWN}
         return await self._outcomes.submit(
-            (claimed.id, claimed.lease_token, {"attempts": [*claimed.attempts, attempt]})
+            (claimed.id, claimed.lease_token, {"attempts": [*claimed.attempts, attempt]}, ())
         )
 
     async def record(self, claimed: NotificationRecord, outcome: Outcome) -> bool:
@@ -311,14 +324,14 @@ class NotificationStore:
             "finished_at": now if outcome.status in FINISHED else None,
             "held_since": None,
         }
-        return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, values, outcome.rows))
 
     async def hold(self, claimed: NotificationRecord, until: datetime, why: str) -> bool:
         """Put `claimed` back until `until` without counting its claim as an attempt (a sending limit or a
         throttling reply held it back, `why` says which: its last error): queued again, or retrying if it had
         been tried. False if the lease was lost."""
         table = NotificationRecord
-        values = {
+        values: dict[str, Any] = {
             "status": case((table.attempt_count <= 1, Status.QUEUED), else_=Status.RETRYING),
             "attempt_count": table.attempt_count - 1,
             "next_attempt_at": until,
@@ -327,7 +340,7 @@ class NotificationStore:
             "last_error": why,
             "held_since": func.coalesce(table.held_since, utcnow()),
         }
-        return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, values, ()))
 
     async def due(self, limit: int) -> list[tuple[str, datetime, int]]:
         """Up to `limit` notifications due now, or whose lease expired, each with the time it became due and its
@@ -400,6 +413,7 @@ class NotificationStore:
                 )
                 .execution_options(synchronize_session=False)
             )
+            await purge_feedback(session, now - timedelta(seconds=row_retention))
             await session.execute(
                 update(table)
                 .where(

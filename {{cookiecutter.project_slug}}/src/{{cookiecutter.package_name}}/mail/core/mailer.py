@@ -112,22 +112,22 @@ class SmtpMailer:
         message: MessageSchema,
         *,
         recipients: Sequence[str] | None = None,
+        sender: str | None = None,
         attachments: Sequence[Attachment] = (),
     ) -> DeliveryResult:
         """Send `message`; raises `MailError` (and nothing else but cancellation) when it cannot be delivered.
 
-        Retries happen inside this call (up to MAIL_MAX_RETRIES, with backoff). A closed mailer
-        raises `MailerClosedError`, a `MailError` too. `recipients` limits the envelope to some of
-        the message's addresses (e.g. those a server deferred; the result names them as given); by
-        default it holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept
-        (the same on every attempt). `attachments` (files, inline images) are encoded once (`parts.py`).
+        Retries happen inside this call (up to MAIL_MAX_RETRIES, with backoff); a closed mailer raises
+        `MailerClosedError`. `recipients` limits the envelope to some of the message's addresses (default:
+        every To, Cc and Bcc); `sender` is the envelope sender (default: From; e.g. a VERP address). A
+        `Message-ID` in `message.headers` is kept. `attachments` are encoded once (`parts.py`).
         """
         self._ensure_open()
         self._in_flight += 1
         self._drained.clear()
         try:
             try:
-                envelope = await self._builder.build(message, recipients, attachments=attachments)
+                envelope = await self._builder.build(message, recipients, sender, attachments=attachments)
             except Exception as error:
                 raise classify(error, "building the message", self._secrets) from error
             return await self._deliver(envelope)

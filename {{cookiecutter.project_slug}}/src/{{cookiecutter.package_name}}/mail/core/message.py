@@ -112,6 +112,7 @@ class MessageBuilder:
         self,
         message: MessageSchema,
         only: Sequence[str] | None = None,
+        sender: str | None = None,
         *,
         attachments: Sequence[Attachment] = (),
     ) -> Envelope:
@@ -119,7 +120,8 @@ class MessageBuilder:
         international domains as A-labels, as in the headers, so an ASCII local part needs no SMTPUTF8).
 
         A Message-ID in `message.headers` is kept (the same on every attempt); otherwise one on MAIL_FROM's
-        domain is made. `attachments` are added as parts (see `parts.add_parts`), encoded once.
+        domain is made. `sender` is the envelope sender (MAIL FROM, where bounces go; e.g. a VERP address),
+        by default the message's From. `attachments` are added as parts (see `parts.add_parts`), encoded once.
         Raises what fastapi-mail or the serializer raised (`ValueError` for a header that cannot be sent).
         """
         message = outgoing_addresses(message, self._sender)
@@ -132,7 +134,7 @@ class MessageBuilder:
             single_message_id(drop_multipart_encodings(built[0] if isinstance(built, list) else built))
         )
         mime, contents = add_parts(mime, attachments) if attachments else (mime, {})
-        sender = extract_sender(mime)
+        sender = sender or extract_sender(mime)
         as_given = tuple(extract_recipients(mime)) if only is None else tuple(only)
         recipients = tuple(ascii_domain(address) for address in as_given)
         if not sender or not recipients:
