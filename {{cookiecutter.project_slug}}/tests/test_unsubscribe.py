@@ -13,6 +13,7 @@ from {{ cookiecutter.package_name }}.notifications.unsubscribe import InvalidTok
 
 from .conftest import auth, service
 from .smtp_server import SmtpServer
+from .test_outbox import wait_for_status
 
 SECRET = "unsubscribe-secret-0123456789-abcdefghij"
 BULK = {"to": ["Ada@Example.com"], "subject": "This week", "body": "News", "bulk": True}
@@ -89,3 +90,17 @@ def test_bulk_mail_needs_one_recipient_and_an_unsubscribe_address(
     two = {**BULK, "to": ["a@example.com", "b@example.com"]}
     assert bulk_client.post("/notifications", json=two, headers=auth()).status_code == 422
     assert client.get("/notifications", headers=auth()).json()["items"] == []
+
+
+def test_after_unsubscribing_the_next_notification_is_suppressed(
+    bulk_client: TestClient, smtp_server: SmtpServer
+) -> None:
+    assert bulk_client.post("/notifications", json=BULK, headers=auth()).status_code == 202
+    [received] = smtp_server.handler.wait_for(1)
+    url = re.search(r"<https://mail\.example\.com(/unsubscribe/[^>]+)>", received.message["List-Unsubscribe"])
+    assert url is not None
+    assert bulk_client.post(url.group(1), data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+    again = bulk_client.post("/notifications", json=BULK, headers=auth()).json()["id"]
+    assert wait_for_status(bulk_client, again, "sent", "failed", "suppressed")["status"] == "suppressed"
+    assert len(smtp_server.received) == 1
