@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar, cast
 
-from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
+from sqlalchemy import Table, Update, and_, bindparam, case, delete, event, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -40,6 +41,25 @@ FINISHED = (Status.SENT, Status.FAILED)
 OUTCOME_UNKNOWN = "outcome_unknown"
 """The `outcome` of an attempt whose message went out but got no reply: the server may have accepted it, or not.
 (Every other attempt's `outcome` is the status it led to.)"""
+
+
+TABLE = cast(Table, NotificationRecord.__table__)
+INSERT = TABLE.insert()
+"""Built once: executed with a list of rows, compiled once per process (an ORM-enabled insert per batch costs more)."""
+LEASED = select(TABLE.c.id, TABLE.c.lease_token).where(TABLE.c.id.in_(bindparam("ids", expanding=True)))
+"""Who holds the leases of some notifications (on PostgreSQL, locked until the transaction ends)."""
+
+
+@functools.cache
+def leased_update(columns: tuple[str, ...]) -> Update:
+    """`UPDATE notifications SET <columns> WHERE id = :id_ AND lease_token = :token_`, its new values bound as
+    `new_<column>`: one statement for a whole batch of changes to the same columns (executemany)."""
+    values = {name: bindparam(f"new_{name}", type_=TABLE.c[name].type) for name in columns}
+    return (
+        update(TABLE)
+        .where(TABLE.c.id == bindparam("id_"), TABLE.c.lease_token == bindparam("token_"))
+        .values(values)
+    )
 
 
 class IdempotencyKeyReusedError(ValueError):
@@ -171,26 +191,32 @@ class NotificationStore:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ClientSession)
         single_writer = engine.dialect.name == "sqlite"
+        self._leased = LEASED if single_writer else LEASED.with_for_update()
         self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
         self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> list[bool]:
         async with self._write_lock, self.engine.begin() as connection:
-            await connection.execute(insert(NotificationRecord), rows)
+            await connection.execute(INSERT, rows)
         return [True] * len(rows)
 
     async def _update(self, changes: list[tuple[str, str | None, dict[str, Any]]]) -> list[bool]:
-        table = NotificationRecord
-        results = []
+        """Apply each change whose lease `token` still holds, in one transaction: one statement per set of
+        columns changed (executemany), whatever the number of notifications. Returns which were applied."""
+        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         async with self._write_lock, self.engine.begin() as connection:
-            for notification_id, token, values in changes:
-                result = await connection.execute(
-                    update(table)
-                    .where(table.id == notification_id, table.lease_token == token)
-                    .values(**values)
-                )
-                results.append(bool(result.rowcount))
+            found = await connection.execute(self._leased, {"ids": [change[0] for change in changes]})
+            holders = {row[0]: row[1] for row in found}
+            results = [token is not None and holders.get(each) == token for each, token, _ in changes]
+            for (notification_id, token, values), held in zip(changes, results, strict=True):
+                if held:
+                    row = {f"new_{name}": value for name, value in values.items()}
+                    batches.setdefault(tuple(values), []).append(
+                        {"id_": notification_id, "token_": token, **row}
+                    )
+            for columns, rows in batches.items():  # the WHERE on lease_token still guards each row
+                await connection.execute(leased_update(columns), rows)
         return results
 
     async def aclose(self) -> None:
