@@ -32,8 +32,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import common
 from bench_e2e import API_KEY, BENCHMARKS, migrate, start_postgres
 from common import Sink, free_port, mail_env, make_tls, render_project, workspace
 
@@ -81,6 +83,8 @@ class Meter:
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        """Calls of each hooked function (transactions per notification, for the store's)."""
         self.threads: dict[str, float] = defaultdict(float)
         """The part of `totals` charged from other threads (aiosqlite's)."""
         self.stage: str | None = None
@@ -106,6 +110,7 @@ class Meter:
     def reset(self) -> None:
         with self._lock:
             self.totals.clear()
+            self.calls.clear()
             self.threads.clear()
             self.added = 0.0
 
@@ -139,6 +144,7 @@ def staged(function: Callable[..., Any], stage: str) -> Callable[..., Any]:
     """`function`, its CPU (and that of what it awaits) charged to `stage`."""
 
     def enter() -> contextvars.Token[str | None]:
+        METER.calls[function.__qualname__] += 1
         token = STAGE.set(stage)
         if threading.get_ident() == METER.loop_thread:
             METER.switch(stage)
@@ -281,6 +287,7 @@ async def profile(package: str, sink: Sink, count: int, concurrency: int, functi
             stage: 1e6 * seconds / count for stage, seconds in METER.threads.items()
         },
         "process_cpu_us": 1e6 * cpu / count,
+        "calls_per_notification": {name: calls / count for name, calls in METER.calls.items()},
         "delivered_per_s": count / wall,
     }
 
@@ -309,6 +316,9 @@ def main() -> int:
     )
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent HTTP clients (default 16)")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--template", type=Path, default=common.TEMPLATE, help="the template to render (default: this one)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
         "--functions", type=int, default=0, help="also print the N costliest functions (cProfile; slower)"
@@ -316,6 +326,7 @@ def main() -> int:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     with workspace("oscis-profile-e2e-") as directory, contextlib.ExitStack() as stack:
+        common.TEMPLATE = args.template.resolve()
         project = render_project(directory / "render")
         tls = make_tls(directory)
         sink = stack.enter_context(Sink(tls))
@@ -351,6 +362,8 @@ def main() -> int:
     for stage, micros in sorted(stages.items(), key=lambda item: -item[1]):
         print(f"  {stage:<32} {micros:24.0f} {threads.get(stage, 0):24.0f}")
     print(f"  {'total (process CPU)':<32} {result['process_cpu_us']:24.0f}")
+    calls = ", ".join(f"{name} {each:.3f}" for name, each in sorted(result["calls_per_notification"].items()))
+    print(f"  calls per notification: {calls}")
     return 0
 
 
