@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.pool import PoolResetState
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .models import NotificationRecord, Status
 
@@ -60,6 +62,38 @@ def leased_update(columns: tuple[str, ...]) -> Update:
         .where(TABLE.c.id == bindparam("id_"), TABLE.c.lease_token == bindparam("token_"))
         .values(values)
     )
+
+
+@functools.cache
+def claim_statement(one: bool) -> ExecutableReturnsRows:
+    """The claim of `NotificationStore.claim` (of the notification `:one` only, if `one`), built and compiled once:
+    due at `:now`, at most `:limit`, leased with `:token` until `:until`."""
+    now = bindparam("now", type_=TABLE.c.next_attempt_at.type)
+    due = or_(
+        and_(TABLE.c.status.in_(CLAIMABLE), TABLE.c.next_attempt_at <= now),
+        and_(TABLE.c.status == Status.SENDING, TABLE.c.lease_until < now),
+    )
+    if one:
+        due = and_(due, TABLE.c.id == bindparam("one"))
+    candidates = (
+        select(TABLE.c.id)
+        .where(due)
+        .order_by(TABLE.c.next_attempt_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(TABLE)
+        .where(TABLE.c.id.in_(candidates), due)
+        .values(
+            status=Status.SENDING,
+            lease_token=bindparam("token"),
+            lease_until=bindparam("until", type_=TABLE.c.lease_until.type),
+            attempt_count=TABLE.c.attempt_count + 1,
+        )
+        .returning(*TABLE.c)
+    )
+    return select(NotificationRecord).from_statement(claim)
 
 
 class IdempotencyKeyReusedError(ValueError):
@@ -108,7 +142,15 @@ def utcnow() -> datetime:
 def open_engine(url: str) -> AsyncEngine:
     """An engine for `url`; SQLite files get WAL journaling, so readers never wait for the writer, and are
     created readable by their owner only (they hold every body and recipient)."""
-    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"), pool_reset_on_return=None)
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _reset(connection: Any, _: object, state: PoolResetState) -> None:
+        # A connection returned after its transaction ended (commit) needs no ROLLBACK: one round trip less
+        # per transaction (SQLite: one hop to aiosqlite's thread).
+        if not state.terminate_only and not state.transaction_was_reset and in_transaction(connection):
+            connection.rollback()
+
     database = make_url(url)
     if database.get_backend_name() == "sqlite":
         if database.database and database.database != ":memory:":
@@ -124,6 +166,16 @@ def open_engine(url: str) -> AsyncEngine:
             cursor.close()
 
     return engine
+
+
+def in_transaction(connection: Any) -> bool:
+    """Whether the driver's connection under SQLAlchemy's adapter `connection` is in a transaction (True when
+    the driver cannot tell)."""
+    driver = connection.driver_connection
+    if isinstance(flag := getattr(driver, "in_transaction", None), bool):  # aiosqlite
+        return flag
+    check = getattr(driver, "is_in_transaction", None)  # asyncpg
+    return bool(check()) if callable(check) else True
 
 
 def create_private(file: Path) -> None:
@@ -247,34 +299,16 @@ class NotificationStore:
         claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer).
         """
         now = utcnow()
-        table = NotificationRecord
-        due = or_(
-            and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
-            and_(table.status == Status.SENDING, table.lease_until < now),
-        )
+        params = {
+            "now": now,
+            "limit": limit,
+            "token": uuid.uuid4().hex,
+            "until": now + timedelta(seconds=lease),
+        }
         if notification_id is not None:
-            due = and_(due, table.id == notification_id)
-        candidates = (
-            select(table.id)
-            .where(due)
-            .order_by(table.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        claim = (
-            update(table)
-            .where(table.id.in_(candidates), due)
-            .values(
-                status=Status.SENDING,
-                lease_token=uuid.uuid4().hex,
-                lease_until=now + timedelta(seconds=lease),
-                attempt_count=table.attempt_count + 1,
-            )
-            .returning(table)
-            .execution_options(synchronize_session=False)
-        )
+            params["one"] = notification_id
         async with self._write_lock, self._sessions.begin() as session:
-            return list(await session.scalars(claim))
+            return list(await session.scalars(claim_statement(notification_id is not None), params))
 
     async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
         """Push the lease on `claimed` to `lease` seconds from now (a slow send keeps its claim); False if lost."""
