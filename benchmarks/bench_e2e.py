@@ -22,6 +22,7 @@ while the SMTP server is down. Run with the template's virtualenv:
 
     .venv/bin/python benchmarks/bench_e2e.py [--notifications 300] [--rounds 3] [--concurrency 16]
                                              [--backlog 10000] [--json] [--check]
+                                             [--template PATH]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import common
 from common import (
     BODY,
     PASSWORD,
@@ -271,7 +273,11 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--template", type=Path, default=common.TEMPLATE, help="the template to render (default: this one)"
+    )
     args = parser.parse_args()
+    common.TEMPLATE = args.template.resolve()
 
     with workspace("oscis-bench-e2e-") as directory, contextlib.ExitStack() as stack:
         project = render_project(directory / "render")
