@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeAlias, TypeVar, cast
+from typing import Any, Generic, TypeAlias, TypeVar
 
-from sqlalchemy import Table, Update, and_, bindparam, case, delete, event, func, or_, select, update
+from sqlalchemy import and_, case, delete, event, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import PoolResetState
-from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from .models import NotificationRecord, Status
+from .statements import INSERT, LEASED, LeaseLostError, claim_statement, leased_batches, leased_update
 
 __all__ = [
     "OUTCOME_UNKNOWN",
@@ -43,57 +42,6 @@ FINISHED = (Status.SENT, Status.FAILED)
 OUTCOME_UNKNOWN = "outcome_unknown"
 """The `outcome` of an attempt whose message went out but got no reply: the server may have accepted it, or not.
 (Every other attempt's `outcome` is the status it led to.)"""
-
-
-TABLE = cast(Table, NotificationRecord.__table__)
-INSERT = TABLE.insert()
-"""Built once: executed with a list of rows, compiled once per process (an ORM-enabled insert per batch costs more)."""
-LEASED = select(TABLE.c.id, TABLE.c.lease_token).where(TABLE.c.id.in_(bindparam("ids", expanding=True)))
-"""Who holds the leases of some notifications (on PostgreSQL, locked until the transaction ends)."""
-
-
-@functools.cache
-def leased_update(columns: tuple[str, ...]) -> Update:
-    """`UPDATE notifications SET <columns> WHERE id = :id_ AND lease_token = :token_`, its new values bound as
-    `new_<column>`: one statement for a whole batch of changes to the same columns (executemany)."""
-    values = {name: bindparam(f"new_{name}", type_=TABLE.c[name].type) for name in columns}
-    return (
-        update(TABLE)
-        .where(TABLE.c.id == bindparam("id_"), TABLE.c.lease_token == bindparam("token_"))
-        .values(values)
-    )
-
-
-@functools.cache
-def claim_statement(one: bool) -> ExecutableReturnsRows:
-    """The claim of `NotificationStore.claim` (of the notification `:one` only, if `one`), built and compiled once:
-    due at `:now`, at most `:limit`, leased with `:token` until `:until`."""
-    now = bindparam("now", type_=TABLE.c.next_attempt_at.type)
-    due = or_(
-        and_(TABLE.c.status.in_(CLAIMABLE), TABLE.c.next_attempt_at <= now),
-        and_(TABLE.c.status == Status.SENDING, TABLE.c.lease_until < now),
-    )
-    if one:
-        due = and_(due, TABLE.c.id == bindparam("one"))
-    candidates = (
-        select(TABLE.c.id)
-        .where(due)
-        .order_by(TABLE.c.next_attempt_at)
-        .limit(bindparam("limit"))
-        .with_for_update(skip_locked=True)
-    )
-    claim = (
-        update(TABLE)
-        .where(TABLE.c.id.in_(candidates), due)
-        .values(
-            status=Status.SENDING,
-            lease_token=bindparam("token"),
-            lease_until=bindparam("until", type_=TABLE.c.lease_until.type),
-            attempt_count=TABLE.c.attempt_count + 1,
-        )
-        .returning(*TABLE.c)
-    )
-    return select(NotificationRecord).from_statement(claim)
 
 
 class IdempotencyKeyReusedError(ValueError):
@@ -244,6 +192,7 @@ class NotificationStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ClientSession)
         single_writer = engine.dialect.name == "sqlite"
         self._leased = LEASED if single_writer else LEASED.with_for_update()
+        self._counts_rows = engine.dialect.supports_sane_multi_rowcount and engine.dialect.name == "sqlite"
         self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
         self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
@@ -255,19 +204,24 @@ class NotificationStore:
 
     async def _update(self, changes: list[tuple[str, str | None, dict[str, Any]]]) -> list[bool]:
         """Apply each change whose lease `token` still holds, in one transaction: one statement per set of
-        columns changed (executemany), whatever the number of notifications. Returns which were applied."""
-        batches: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        columns changed (executemany), whatever the number of notifications. Returns which were applied.
+
+        SQLite counts the rows an executemany changed: when every change applied, that count says so and no
+        lease needs reading first; otherwise the transaction is rolled back and done again, leases read."""
+        if self._counts_rows:
+            with contextlib.suppress(LeaseLostError):
+                async with self._write_lock, self.engine.begin() as connection:
+                    applied = 0
+                    for columns, rows in leased_batches(changes, [True] * len(changes)).items():
+                        applied += (await connection.execute(leased_update(columns), rows)).rowcount
+                    if applied != len(changes):
+                        raise LeaseLostError
+                return [True] * len(changes)
         async with self._write_lock, self.engine.begin() as connection:
             found = await connection.execute(self._leased, {"ids": [change[0] for change in changes]})
             holders = {row[0]: row[1] for row in found}
             results = [token is not None and holders.get(each) == token for each, token, _ in changes]
-            for (notification_id, token, values), held in zip(changes, results, strict=True):
-                if held:
-                    row = {f"new_{name}": value for name, value in values.items()}
-                    batches.setdefault(tuple(values), []).append(
-                        {"id_": notification_id, "token_": token, **row}
-                    )
-            for columns, rows in batches.items():  # the WHERE on lease_token still guards each row
+            for columns, rows in leased_batches(changes, results).items():  # the WHERE still guards each row
                 await connection.execute(leased_update(columns), rows)
         return results
 
@@ -308,7 +262,9 @@ class NotificationStore:
         if notification_id is not None:
             params["one"] = notification_id
         async with self._write_lock, self._sessions.begin() as session:
-            return list(await session.scalars(claim_statement(notification_id is not None), params))
+            return list(
+                await session.scalars(claim_statement(notification_id is not None, CLAIMABLE), params)
+            )
 
     async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
         """Push the lease on `claimed` to `lease` seconds from now (a slow send keeps its claim); False if lost."""
