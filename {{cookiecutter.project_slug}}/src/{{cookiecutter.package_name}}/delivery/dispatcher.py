@@ -83,6 +83,8 @@ class Dispatcher:
         self._low_water = min(2 * mailer.settings.pool_size, settings.concurrency)
         """Fewer sends in flight than this: claim more now (two per SMTP session keep each one busy)."""
         self._renewal: asyncio.Task[None] | None = None
+        self._recording = 0
+        """Sends in flight whose outcome is being committed."""
         self._look = True
         """Something may be due that no claim has looked for yet."""
         self._stopping = False
@@ -95,9 +97,15 @@ class Dispatcher:
             self._changed.set()
 
     def _wants_claim(self) -> bool:
-        """Whether a claim is worth a transaction now: something may be due, and the sends in flight no longer keep
-        every SMTP session busy (under load, one claim then takes what arrived meanwhile, up to the free slots)."""
-        return self._look and len(self._in_flight) < self._low_water
+        """Whether a claim is worth a transaction now: something may be due, a slot is free, and the sends in flight
+        (not those recording their outcome) no longer keep every SMTP session busy: under load, one claim then
+        takes what arrived meanwhile."""
+        in_flight = len(self._in_flight)
+        return (
+            self._look
+            and in_flight - self._recording < self._low_water
+            and in_flight < self._settings.concurrency
+        )
 
     async def run(self) -> None:
         """Claim and send due notifications until `stop()`; purge old ones every hour.
@@ -239,7 +247,14 @@ class Dispatcher:
         finally:
             if renewal is not None:
                 renewal.cancel()
-        if await self.store.record(record, outcome):
+        self._recording += 1  # its send is over: no longer what keeps the SMTP sessions busy
+        if self._wants_claim():
+            self._changed.set()
+        try:
+            recorded = await self.store.record(record, outcome)
+        finally:
+            self._recording -= 1
+        if recorded:
             self._events.recorded(record, outcome.status)
             if outcome.status != Status.SENT:  # a sent one was logged as delivered
                 logger.warning("notification %s %s: %s", record.id, outcome.status, outcome.reply)
