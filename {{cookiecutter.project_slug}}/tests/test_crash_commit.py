@@ -94,7 +94,9 @@ def test_a_service_killed_while_commits_wait_answered_202_only_for_rows_it_kept(
     log = tmp_path / "service.log"
     # Nothing listens on the first process's MAIL_PORT, so nothing is sent before the kill: a copy too many
     # could only come from a row that is there twice or delivered twice after the restart.
-    first = ServiceProcess(log, MAIL_PORT=str(free_port()), DELIVERY_LEASE=LEASE, DELIVERY_RETRY_BACKOFF=BACKOFF).start()
+    first = ServiceProcess(
+        log, MAIL_PORT=str(free_port()), DELIVERY_LEASE=LEASE, DELIVERY_RETRY_BACKOFF=BACKOFF
+    ).start()
     accepted: list[str] = []
     cut_off: list[str] = []
     stop = threading.Event()
