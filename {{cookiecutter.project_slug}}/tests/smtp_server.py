@@ -26,6 +26,7 @@ class FaultyHandler(StoringHandler):
     """Stores messages, but first answers with the queued faults.
 
     `data_replies`: replies to the next DATA commands instead of accepting, e.g. "451 4.3.0 try later".
+    `every_nth`: (n, reply): every n-th DATA command is answered `reply` instead (a throttling server).
     `refused`: recipients answered "550 5.1.1 unknown mailbox" at RCPT.
     `rcpt_replies`: replies to the next RCPTs of an address, e.g. {"bob@example.org": ["452 4.5.3 too many"]}.
     `owned`: the senders the login may use (None: any); another is refused at MAIL FROM as Postfix's
@@ -36,6 +37,7 @@ class FaultyHandler(StoringHandler):
     `data_faults`: what happens to the next messages instead, once each has been received up to its final
     ".": "drop" cuts the connection without a reply, "stall" never replies (until the client leaves); neither
     keeps the message, as Postfix keeps none whose end of DATA it did not answer.
+    `arrived`: when each of `received` arrived (epoch seconds).
     `held`: how many messages wait for the reply to their end of DATA right now (`wait_held`).
     `connections`: the server side of every client connection, in the order they said EHLO.
     `logins`: each AUTH attempt as (mechanism, accepted).
@@ -44,7 +46,10 @@ class FaultyHandler(StoringHandler):
 
     def __init__(self) -> None:
         self.received: list[Received] = []
+        self.arrived: list[float] = []
         self.data_replies: list[str] = []
+        self.every_nth: tuple[int, str] | None = None
+        self.data_commands = 0
         self.refused: set[str] = set()
         self.rcpt_replies: dict[str, list[str]] = {}
         self.owned: set[str] | None = None
@@ -62,6 +67,7 @@ class FaultyHandler(StoringHandler):
     def _record(self, received: Received) -> None:
         with self._arrived:
             self.received.append(received)
+            self.arrived.append(time.time())
             self._arrived.notify_all()
 
     async def handle_EHLO(  # noqa: N802
@@ -132,6 +138,9 @@ class FaultyHandler(StoringHandler):
                 self.held -= 1
         with self._lock:
             reply = self.data_replies.pop(0) if self.data_replies else None
+            self.data_commands += 1
+            if reply is None and self.every_nth and self.data_commands % self.every_nth[0] == 0:
+                reply = self.every_nth[1]
         if reply is not None:
             return reply
         return await super().handle_DATA(server, session, envelope)

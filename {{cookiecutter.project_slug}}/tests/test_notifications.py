@@ -139,7 +139,10 @@ def test_requests_without_a_valid_key_get_401_and_send_nothing(
         ({"body": ""}, "body"),
         ({"to": [f"user{i}@example.com" for i in range(51)]}, "to"),
         ({"body": "x" * (100 * 1024 + 1)}, "body"),
-        ({"priority": "high"}, "priority"),
+        ({"importance": "high"}, "importance"),
+        ({"priority": "urgent"}, "priority"),
+        ({"send_at": "2030-01-01T09:00:00"}, "send_at"),
+        ({"send_at": "2999-01-01T09:00:00Z"}, "send_at"),
         ({"format": "pdf"}, "format"),
     ],
     ids=[
@@ -153,6 +156,9 @@ def test_requests_without_a_valid_key_get_401_and_send_nothing(
         "51-recipients",
         "body-over-100KiB",
         "unknown-field",
+        "unknown-priority",
+        "send-at-without-offset",
+        "send-at-beyond-the-horizon",
         "unknown-format",
     ],
 )

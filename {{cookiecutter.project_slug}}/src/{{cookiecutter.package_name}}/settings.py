@@ -154,6 +154,12 @@ class ApiSettings(RecipientLimit):
             "(example.com allows a.example.com); empty: any domain."
         ),
     )
+    max_schedule_ahead: int = Field(
+        default=30 * 86_400,
+        ge=0,
+        le=366 * 86_400,
+        description="Seconds ahead a notification's send_at may be; further gets 422.",
+    )
     dev_mode: bool = Field(default=False, description="Development only: mount the dev inbox at /dev/inbox.")
     dev_smtp_dir: Path = Field(
         default=Path(".dev-smtp"), description="Folder of the embedded dev SMTP server (CA and inbox)."

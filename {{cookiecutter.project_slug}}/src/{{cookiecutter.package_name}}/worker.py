@@ -24,16 +24,21 @@ from typing import NoReturn
 
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_process_shutdown, worker_shutdown
+from limits.aio.storage import Storage
 
 from . import SERVICE_NAME
 from .delivery.celery_app import DEV_BROKER, TASK_NAME, CelerySettings, create_celery_app
 from .delivery.dispatcher import Dispatcher
+from .delivery.holding import sending_gate
 from .delivery.metrics import delivery_metrics
+from .delivery.queued import limits_storage
 from .delivery.settings import DeliverySettings
 from .mail import Mailer, MailSettings, SettingsError, load_settings
 from .mail.core.session import longest_send
 from .observability.logs import LogSettings, configure_logging
 from .observability.metrics import MetricsSettings, process_exiting
+from .ratelimit.settings import RateLimitSettings, limits_in_force
+from .ratelimit.storage import close_storage
 from .settings import RecipientLimit, check_metrics_dir
 from .store import (
     NotificationStore,
@@ -83,6 +88,8 @@ class DeliveryRuntime:
         self._service_name = service_name
         self._lock = threading.Lock()
         self._running: tuple[asyncio.AbstractEventLoop, threading.Thread, Dispatcher, Mailer] | None = None
+        self._storage: Storage | None = None
+        """Where the sending limits are counted (Redis or the store's database)."""
 
     def deliver(self, notification_id: str) -> Status | None:
         """Claim and send `notification_id` (see `Dispatcher.deliver_id`); blocks until its outcome is recorded."""
@@ -96,9 +103,12 @@ class DeliveryRuntime:
         if running is None:
             return
         loop, thread, dispatcher, mailer = running
+        storage, self._storage = self._storage, None
 
         async def close() -> None:
             await mailer.aclose()
+            if storage is not None:
+                await close_storage(storage)
             await dispatcher.store.aclose()
 
         asyncio.run_coroutine_threadsafe(close(), loop).result()
@@ -116,9 +126,12 @@ class DeliveryRuntime:
 
                 async def build() -> tuple[Dispatcher, Mailer]:
                     retention = load_settings(StoreSettings)
-                    metrics = delivery_metrics(load_settings(MetricsSettings))
+                    counting = load_settings(MetricsSettings)
+                    metrics = delivery_metrics(counting)
                     mailer = Mailer(mail, metrics)
                     store = NotificationStore(open_engine(retention.database_url))
+                    self._storage = limits_storage(store)
+                    limits = limits_in_force(load_settings(RateLimitSettings), mail.server)
                     dispatcher = Dispatcher(
                         store,
                         mailer,
@@ -127,6 +140,7 @@ class DeliveryRuntime:
                         service_name=self._service_name,
                         sender=str(mail.from_address),
                         events=metrics,
+                        gate=sending_gate(self._storage, mail, limits, counting),
                     )
                     return dispatcher, mailer
 
@@ -187,7 +201,11 @@ def _check_settings(**_: object) -> None:
     try:
         load_settings(DeliverySettings)
         mail = load_settings(MailSettings)
-        check_limits(load_settings(CelerySettings), mail, load_settings(RecipientLimit).max_recipients)
+        recipients = load_settings(RecipientLimit).max_recipients
+        check_limits(load_settings(CelerySettings), mail, recipients)
+        problem = limits_in_force(load_settings(RateLimitSettings), mail.server).recipient_problem(recipients)
+        if problem is not None:
+            raise SettingsError(f"invalid settings: {problem}")
         asyncio.run(_check_store(load_settings(StoreSettings).database_url))
         check_metrics_dir(load_settings(MetricsSettings))
     except (SettingsError, SchemaError) as error:

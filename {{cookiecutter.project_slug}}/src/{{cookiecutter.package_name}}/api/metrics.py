@@ -35,6 +35,11 @@ class BacklogCollector:
         age = 0.0 if oldest is None else max((utcnow() - oldest).total_seconds(), 0.0)
         yield counts
         yield GaugeMetricFamily(
+            "notifications_scheduled",
+            "Queued notifications not due yet: scheduled with send_at, or held back by a sending limit.",
+            value=self._backlog.scheduled,
+        )
+        yield GaugeMetricFamily(
             "notifications_oldest_due_age_seconds",
             "Seconds the oldest due notification (queued or retrying) has waited; 0 when none.",
             value=age,

@@ -17,6 +17,7 @@ from ..settings import ApiSettings
 from ..store import IdempotencyKeyReusedError, Status
 from .deps import ClientStoreDep, DeliveryDep, SettingsDep, authenticated_client
 from .recipients import check_recipients
+from .scheduling import due_time
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["notifications"], dependencies=[Depends(authenticated_client)])
@@ -59,7 +60,11 @@ def check_limits(content: NotificationContent, limits: ApiSettings) -> None:
 
 def request_hash(content: NotificationContent) -> str:
     """A digest of the request body, to recognise a repeat under the same Idempotency-Key."""
-    canonical = json.dumps(content.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # send_at and priority count when given: a body without them hashes as it did before they existed.
+    unset = {"send_at", "priority"} - content.model_fields_set
+    canonical = json.dumps(
+        content.model_dump(mode="json", exclude=unset), sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -93,6 +98,7 @@ async def create_notification(
     """Queue an email to `to` (and `cc`): answered once it is committed, sent afterwards, with the id in X-Notification-ID."""
     check_limits(content, settings.api)
     check_recipients(content, settings.api)
+    send_at = due_time(content, settings.api)
     notification = Notification.accept(content)
     try:
         added = await store.add(
@@ -103,6 +109,8 @@ async def create_notification(
             request_hash=request_hash(content) if idempotency_key else None,
             key_ttl=settings.store.idempotency_key_ttl,
             request_id=REQUEST_ID.get(),
+            send_at=send_at,
+            priority=content.priority,
         )
     except IdempotencyKeyReusedError:
         raise RequestValidationError(
@@ -116,7 +124,7 @@ async def create_notification(
         ) from None
     request.state.notification_outcome = "queued" if added.created else "idempotent_repeat"  # for the metrics
     if added.created:
-        await delivery.submit(added.id)
+        await delivery.submit(added.id, content.priority)
         with log_context(added.id):
             logger.info(
                 "notification %s queued for %d recipient(s) of client %s",

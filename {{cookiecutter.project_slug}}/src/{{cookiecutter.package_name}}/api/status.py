@@ -1,4 +1,4 @@
-"""Looking notifications up: GET /notifications/{id}, GET /notifications?status=..., POST .../retry."""
+"""Looking notifications up: GET /notifications/{id}, GET /notifications?status=..., POST .../retry, DELETE (cancel)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from ..store import NotificationRecord, Status
+from ..store import NotificationRecord, Priority, Status
 from .deps import ClientStoreDep, DeliveryDep, authenticated_client
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(authenticated_client)])
@@ -40,22 +40,29 @@ class NotificationStatus(BaseModel):
 
     id: str
     status: Status
+    priority: Priority
     created_at: datetime
     attempts: list[Attempt] = Field(description="Every attempt, oldest first, with the server's reply.")
     accepted: list[str] = Field(description="Recipients the server accepted.")
     refused: dict[str, str] = Field(description="Recipients the server refused, with its reply.")
     pending: list[str] = Field(description="Recipients still to be sent to.")
-    next_attempt_at: datetime | None = Field(description="When the next attempt is due (queued or retrying).")
-    finished_at: datetime | None = Field(description="When it was sent or failed for good.")
+    next_attempt_at: datetime | None = Field(
+        description=(
+            "When the next attempt is due (queued or retrying): its send_at, or, held back by a sending limit or "
+            "a throttling reply, the earliest time it may go."
+        )
+    )
+    finished_at: datetime | None = Field(description="When it was sent, failed for good or was cancelled.")
     last_error: str | None = Field(description="The last failure, one line (no secrets).")
     request_id: str | None = Field(description="The X-Request-ID of the request that created it.")
 
     @classmethod
     def of(cls, record: NotificationRecord) -> NotificationStatus:
-        finished = record.status in (Status.SENT, Status.FAILED)
+        finished = record.status in (Status.SENT, Status.FAILED, Status.CANCELLED)
         return cls(
             id=record.id,
             status=Status(record.status),
+            priority=list(Priority)[record.priority],
             created_at=record.created_at,
             attempts=[Attempt.model_validate(attempt) for attempt in record.attempts],
             accepted=record.accepted,
@@ -116,6 +123,25 @@ async def retry_notification(
             f"notification {notification_id} is not failed (or its content was deleted)",
         )
     await delivery.submit(notification_id)
+    record = await store.get(notification_id)
+    assert record is not None
+    return NotificationStatus.of(record)
+
+
+@router.delete(
+    "/notifications/{notification_id}",
+    responses={**NOT_FOUND, 409: {"description": "It is being sent, or was sent or failed"}},
+)
+async def cancel_notification(notification_id: str, store: ClientStoreDep) -> NotificationStatus:
+    """Cancel a notification that has not started sending (queued, scheduled, held or retrying): `cancelled`, for
+    good. A sender claiming it at the same moment either finds it cancelled or makes this a 409."""
+    found = await store.cancel(notification_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {notification_id}")
+    if found != Status.CANCELLED:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"notification {notification_id} is {found}: too late to cancel"
+        )
     record = await store.get(notification_id)
     assert record is not None
     return NotificationStatus.of(record)

@@ -11,7 +11,8 @@ from typing import Protocol
 
 from ..mail import MailSettings
 from ..observability.metrics import MetricsSettings
-from ..store import StoreSettings
+from ..ratelimit.settings import LimitsInForce
+from ..store import Priority, StoreSettings
 from .settings import DeliverySettings
 
 
@@ -21,8 +22,8 @@ class Delivery(Protocol):
     async def start(self) -> None:
         """Begin sending, including what an earlier process left queued."""
 
-    async def submit(self, notification_id: str) -> None:
-        """`notification_id` was just committed: send it soon. Never raises for an outage."""
+    async def submit(self, notification_id: str, priority: Priority = Priority.NORMAL) -> None:
+        """`notification_id` (of `priority`) was just committed: send it soon. Never raises for an outage."""
 
     async def aclose(self) -> None:
         """Stop taking work, finish what is in flight within a bounded time, release connections."""
@@ -42,3 +43,6 @@ class DeliveryContext(Protocol):
 
     @property
     def metrics(self) -> MetricsSettings: ...
+
+    @property
+    def limits_in_force(self) -> LimitsInForce: ...

@@ -9,9 +9,10 @@ from limits.aio.storage import Storage
 from .. import SERVICE_NAME
 from ..mail import Mailer
 from ..ratelimit.storage import shared_storage
-from ..store import NotificationStore
+from ..store import NotificationStore, Priority
 from . import DeliveryContext
 from .dispatcher import Dispatcher
+from .holding import sending_gate
 from .metrics import delivery_metrics
 
 
@@ -27,8 +28,8 @@ class BackgroundDelivery:
         """Start sending (including what an earlier process left queued)."""
         self._runner = asyncio.create_task(self._dispatcher.run(), name="dispatcher")
 
-    async def submit(self, notification_id: str) -> None:
-        """`notification_id` was committed: send it soon."""
+    async def submit(self, notification_id: str, priority: Priority = Priority.NORMAL) -> None:
+        """`notification_id` was committed: send it soon (the dispatcher claims by priority)."""
         self._dispatcher.wake()
 
     async def aclose(self) -> None:
@@ -43,6 +44,7 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
     """The delivery of this project: a dispatcher in the service process."""
     metrics = delivery_metrics(settings.metrics)
     mailer = Mailer(settings.mail, metrics)
+    gate = sending_gate(limits_storage(store), settings.mail, settings.limits_in_force, settings.metrics)
     dispatcher = Dispatcher(
         store,
         mailer,
@@ -51,10 +53,11 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
         service_name=SERVICE_NAME,
         sender=str(settings.mail.from_address),
         events=metrics,
+        gate=gate,
     )
     return BackgroundDelivery(dispatcher, mailer)
 
 
 def limits_storage(store: NotificationStore) -> Storage:
     """Where this project counts its rate limits: the store's database."""
-    return shared_storage(store.engine)
+    return shared_storage(store.engine, store.write_lock)

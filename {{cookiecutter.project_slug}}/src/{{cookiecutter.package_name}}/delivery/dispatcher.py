@@ -14,14 +14,16 @@ Message-ID and X-Notification-ID.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..mail import DeliveryOutcomeUnknownError, Mailer, MailError
 from ..mail.core.backoff import backoff
 from ..notifications import Notification, to_message
 from ..observability.logs import log_context
+from ..ratelimit.gate import SendGate
 from ..store import (
     OUTCOME_UNKNOWN,
     NotificationRecord,
@@ -31,6 +33,7 @@ from ..store import (
     StoreSettings,
     utcnow,
 )
+from .holding import Holding
 from .settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
@@ -55,8 +58,8 @@ class DeliveryEvents:
 
 
 class Dispatcher:
-    """Sends the notifications of `store` through `mailer`, at most DELIVERY_CONCURRENCY at once;
-    `events` hears of each attempt and outcome."""
+    """Sends the notifications of `store` through `mailer`, at most DELIVERY_CONCURRENCY at once, within the
+    sending limits of `gate` (see `holding.py`); `events` hears of each attempt and outcome."""
 
     def __init__(
         self,
@@ -68,8 +71,10 @@ class Dispatcher:
         service_name: str,
         sender: str,
         events: DeliveryEvents | None = None,
+        gate: SendGate | None = None,
     ) -> None:
         self.store = store
+        self._holding = Holding(store, gate, settings.max_hold)
         self._events = events or DeliveryEvents()
         self._mailer = mailer
         self._settings = settings
@@ -125,23 +130,38 @@ class Dispatcher:
                 except Exception:
                     logger.exception("retention: purging old notifications failed; trying again in an hour")
             if self._wants_claim():
-                free = self._settings.concurrency - len(self._in_flight)
+                free, wait = self._settings.concurrency - len(self._in_flight), self._settings.poll_interval
+                allowed, blocked = await self._holding.claimable(free)
                 self._look = False  # what is committed from now on wakes it again
                 try:
-                    claimed = await self.store.claim(free, self._settings.lease)
+                    claimed = await self.store.claim(allowed, self._settings.lease) if allowed else []
+                    admitted = await self._holding.admit(claimed)
                 except Exception:
                     logger.exception("could not claim notifications; trying again")
-                    claimed = []
-                for record in claimed:
+                    claimed = admitted = []
+                for record in admitted:
                     self._start(record)
-                if len(claimed) == free:  # there may be more
+                if claimed and len(claimed) == allowed:  # there may be more
                     self._look = True
+                    continue
+                if not allowed:  # a limit is reached: nothing to claim until it frees (or stop)
+                    self._look = True
+                    await self._pause(min(blocked, wait))
                     continue
             try:
                 async with asyncio.timeout(self._settings.poll_interval):
                     await self._changed.wait()
             except TimeoutError:
                 self._look = True
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` (a new notification does not end the wait; a stop does)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
 
     def _start(self, record: NotificationRecord) -> None:
         task = asyncio.create_task(self.deliver(record), name=f"notification-{record.id}")
@@ -221,8 +241,9 @@ class Dispatcher:
         )
 
     async def deliver_id(self, notification_id: str) -> Status | None:
-        """Claim and send one notification if it is due; None when it is not (sent, failed, leased)."""
-        claimed = await self.store.claim(1, self._settings.lease, notification_id)
+        """Claim and send one notification if it is due; None when it is not (sent, failed, leased) or a sending
+        limit held it back (until the sweeper publishes it again)."""
+        claimed = await self._holding.admit(await self.store.claim(1, self._settings.lease, notification_id))
         if not claimed:
             return None
         with log_context(claimed[0].id, claimed[0].request_id):
@@ -251,6 +272,9 @@ class Dispatcher:
         if self._wants_claim():
             self._changed.set()
         try:
+            if isinstance(outcome, tuple):  # held back by a throttling or quota reply: not an attempt
+                await self._holding.hold(record, *outcome)
+                return Status.QUEUED
             recorded = await self.store.record(record, outcome)
         finally:
             self._recording -= 1
@@ -293,8 +317,12 @@ class Dispatcher:
                     "renewing the leases of %d send(s) failed (%s)", len(failed), type(failed[0]).__name__
                 )
 
-    async def _attempt(self, record: NotificationRecord) -> Outcome:
+    async def _attempt(self, record: NotificationRecord) -> Outcome | tuple[datetime, str]:
+        """The outcome of one attempt, or until when to hold `record` and why (a throttling reply: not an attempt)."""
         attempts, budget = record.attempt_count, self._settings.max_attempts
+        overdue = self._holding.overdue(record)
+        if overdue is not None:
+            return Outcome(Status.FAILED, f"not attempted: {overdue}", error=overdue)
         if record.content is None:
             return Outcome(
                 Status.FAILED, "content deleted by retention", error="content deleted by retention"
@@ -322,6 +350,9 @@ class Dispatcher:
         except MailError as error:
             self._events.attempted(error.failure)
             reply = str(error)
+            until = self._holding.throttled(error)
+            if until is not None:
+                return until, f"held back by a throttling reply: {reply}"
             if error.transient and attempts < budget:
                 return self._retry(record, reply, record.pending)
             return Outcome(Status.FAILED, reply, error=reply)

@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from ..mail import load_settings
 from ..ratelimit.storage import shared_storage
-from ..store import NotificationStore, StoreSettings, utcnow
+from ..store import NotificationStore, Priority, StoreSettings, utcnow
 from . import DeliveryContext
 from .celery_app import TASK_NAME, CelerySettings, create_celery_app
 from .dispatcher import PURGE_INTERVAL, apply_retention
@@ -34,6 +34,8 @@ PUBLISH_BACKLOG = 10_000
 """Most ids waiting to be published; beyond, the sweeper publishes them from the store."""
 PING_TIMEOUT = 2
 """Seconds a readiness check waits for the broker."""
+BROKER_PRIORITIES = (0, 3, 6)
+"""The message priority of each `Priority.rank` on a Redis broker, which hands out 0 first (its steps: 0, 3, 6, 9)."""
 
 
 class CeleryDelivery:
@@ -48,7 +50,7 @@ class CeleryDelivery:
         self._retention = retention
         self._published: dict[str, datetime] = {}
         """When this process last published each id (for DELIVERY_LEASE at most)."""
-        self._to_publish: asyncio.Queue[str] = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
+        self._to_publish: asyncio.Queue[tuple[str, int]] = asyncio.Queue(maxsize=PUBLISH_BACKLOG)
         self._tasks: list[asyncio.Task[None]] = []
         self._redis = redis_pinger(str(app.conf.broker_url))
 
@@ -59,14 +61,15 @@ class CeleryDelivery:
             asyncio.create_task(self._sweep_forever(), name="sweeper"),
         ]
 
-    async def submit(self, notification_id: str) -> None:
-        """Have `notification_id` published soon, without waiting for the broker.
+    async def submit(self, notification_id: str, priority: Priority = Priority.NORMAL) -> None:
+        """Have `notification_id` published soon, without waiting for the broker; on Redis, workers take `high`
+        ones before those published earlier.
 
         Should the broker be down (or the backlog full), the notification waits in the store and
         the sweeper publishes it.
         """
         with contextlib.suppress(asyncio.QueueFull):
-            self._to_publish.put_nowait(notification_id)
+            self._to_publish.put_nowait((notification_id, priority.rank))
 
     async def _publish_forever(self) -> None:
         while True:
@@ -75,7 +78,8 @@ class CeleryDelivery:
                 ids.append(self._to_publish.get_nowait())
             await self._publish(ids)
 
-    async def _publish(self, ids: list[str]) -> bool:
+    async def _publish(self, ids: list[tuple[str, int]]) -> bool:
+        """Publish (id, priority rank) pairs; whether the broker took them."""
         now = utcnow()
         try:
             await asyncio.to_thread(self._send, ids)
@@ -87,14 +91,18 @@ class CeleryDelivery:
                 len(ids),
             )
             return False
-        self._published.update(dict.fromkeys(ids, now))
+        self._published.update(dict.fromkeys((notification_id for notification_id, _ in ids), now))
         return True
 
-    def _send(self, ids: list[str]) -> None:
+    def _send(self, ids: list[tuple[str, int]]) -> None:
         with self._app.producer_or_acquire() as producer:
-            for notification_id in ids:
+            for notification_id, rank in ids:
                 self._app.send_task(
-                    TASK_NAME, args=(notification_id,), task_id=notification_id, producer=producer
+                    TASK_NAME,
+                    args=(notification_id,),
+                    task_id=notification_id,
+                    producer=producer,
+                    priority=BROKER_PRIORITIES[rank],
                 )
 
     async def ping(self) -> None:
@@ -119,8 +127,8 @@ class CeleryDelivery:
         lease = timedelta(seconds=self._delivery.lease)
         self._published = {key: at for key, at in self._published.items() if now - at < lease}
         due = [
-            notification_id
-            for notification_id, since in await self._store.due(SWEEP_BATCH)
+            (notification_id, rank)
+            for notification_id, since, rank in await self._store.due(SWEEP_BATCH)
             if self._published.get(notification_id, since) <= since
         ]
         if due and await self._publish(due):
@@ -177,4 +185,5 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Cele
 
 def limits_storage(store: NotificationStore) -> Storage:
     """Where this project counts its rate limits: Redis when it is the broker, else the store's database."""
-    return shared_storage(store.engine, load_settings(CelerySettings).broker_url.get_secret_value())
+    broker = load_settings(CelerySettings).broker_url.get_secret_value()
+    return shared_storage(store.engine, broker, store.write_lock)

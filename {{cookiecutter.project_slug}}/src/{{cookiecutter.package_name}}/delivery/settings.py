@@ -66,3 +66,12 @@ class DeliverySettings(EnvSettings):
             "queued, those the server holds (end of DATA sent) get their reply, MAIL_DATA_TIMEOUT at most."
         ),
     )
+    max_hold: float = Field(
+        default=3 * DAY,
+        ge=60,
+        le=30 * DAY,
+        description=(
+            "Seconds a notification may be held back by sending limits and throttling replies (they are not "
+            "attempts) since its last attempt; beyond, it fails saying so."
+        ),
+    )

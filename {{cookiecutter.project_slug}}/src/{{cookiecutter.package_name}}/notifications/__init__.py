@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi_mail import MessageSchema, MessageType
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, NameEmail
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, NameEmail
 
 from ..mail import NOTIFICATION_ID_HEADER
 from ..mail.core.headers import HeaderText
+from ..store.models import Priority
 from .templates import EmailTemplates
 
 MAX_ADDRESSES = 1000
@@ -30,6 +31,13 @@ class NotificationContent(BaseModel):
     body: str = Field(min_length=1, description="Plain-text body.")
     format: Literal["html", "text"] = Field(
         default="html", description="`html`: text plus an HTML version from the template; `text`: text only."
+    )
+    send_at: AwareDatetime | None = Field(
+        default=None,
+        description="When to send it (ISO 8601 with offset); absent or past: now; at most MAX_SCHEDULE_AHEAD ahead.",
+    )
+    priority: Priority = Field(
+        default=Priority.NORMAL, description="`high` ones due are sent before `normal` and `low` ones."
     )
 
 

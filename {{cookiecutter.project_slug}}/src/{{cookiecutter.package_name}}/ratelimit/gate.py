@@ -139,6 +139,13 @@ class SendGate:
             self._events.held(reason, held)
         return Admission(count, self._at(retry_at) if held else None)
 
+    @property
+    def shortest_window(self) -> int | None:
+        """Seconds of the shortest shared window (None: no shared limit)."""
+        if self._limiter is None:
+            return None
+        return min((limit.item.get_expiry() for limit in self._limiter.limits), default=None)
+
     def throttled(self, error: BaseException) -> Hold | None:
         """A `Hold` when `error` carries a throttling or quota reply (and the pace drops or sending pauses),
         else None: an ordinary failure, an attempt like any other."""

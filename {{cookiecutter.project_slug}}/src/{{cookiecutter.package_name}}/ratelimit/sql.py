@@ -18,9 +18,11 @@ Rows older than their window are deleted as hits come in (at most once a minute 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -75,9 +77,17 @@ class SqlStorage(Storage, MovingWindowSupport):
 
     STORAGE_SCHEME = None
 
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], float] = time.time,
+        lock: AbstractAsyncContextManager[Any] | None = None,
+    ) -> None:
         super().__init__()
         self._engine = engine
+        self._lock = lock or contextlib.nullcontext()
+        """Taken around each write: the store's own writes take turns on it (SQLite has one writer)."""
         self._clock = clock
         self._postgres = engine.dialect.name == "postgresql"
         self._pruned: dict[str, float] = {}
@@ -98,7 +108,7 @@ class SqlStorage(Storage, MovingWindowSupport):
         if not entries:
             return None
         now = self._clock()
-        async with self._engine.connect() as connection, connection.begin() as transaction:
+        async with self._lock, self._engine.connect() as connection, connection.begin() as transaction:
             if self._postgres:
                 locks = [
                     func.pg_advisory_xact_lock(lock_id(key))
@@ -145,7 +155,7 @@ class SqlStorage(Storage, MovingWindowSupport):
         expired = or_(
             *(and_(RateLimitHit.key == entry.key, RateLimitHit.at <= now - entry.expiry) for entry in due)
         )
-        async with self._engine.begin() as connection:
+        async with self._lock, self._engine.begin() as connection:
             await connection.execute(delete(RateLimitHit).where(expired))
 
     async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:

@@ -10,12 +10,14 @@ In the store's database (`SqlStorage`): SQLite for every process on one host, Po
 """
 
 from __future__ import annotations
-{%- if cookiecutter.delivery == "celery" %}
 
-from typing import TYPE_CHECKING, cast
+from contextlib import AbstractAsyncContextManager
+{%- if cookiecutter.delivery == "celery" %}
+from typing import TYPE_CHECKING, Any, cast
 
 from limits.aio.storage import RedisStorage, Storage
 {%- else %}
+from typing import Any
 
 from limits.aio.storage import Storage
 {%- endif %}
@@ -38,8 +40,11 @@ __all__ = ["close_storage", "shared_storage"]
 
 
 {% if cookiecutter.delivery == "celery" -%}
-def shared_storage(engine: AsyncEngine, broker_url: str | None = None) -> Storage:
-    """Redis when `broker_url` is a Redis broker's (redis://, rediss://), else the database of `engine`."""
+def shared_storage(
+    engine: AsyncEngine, broker_url: str | None = None, lock: AbstractAsyncContextManager[Any] | None = None
+) -> Storage:
+    """Redis when `broker_url` is a Redis broker's (redis://, rediss://), else the database of `engine` (its
+    writes taking `lock`, the store's)."""
     if broker_url is not None and broker_url.startswith(("redis://", "rediss://")):
         return RedisStorage(
             f"async+{broker_url}",
@@ -48,7 +53,7 @@ def shared_storage(engine: AsyncEngine, broker_url: str | None = None) -> Storag
             socket_timeout=REDIS_TIMEOUT,
             socket_connect_timeout=REDIS_TIMEOUT,
         )
-    return SqlStorage(engine)
+    return SqlStorage(engine, lock=lock)
 
 
 async def close_storage(storage: Storage) -> None:
@@ -58,9 +63,9 @@ async def close_storage(storage: Storage) -> None:
         client = cast("redis.asyncio.Redis", bridge.get_connection())
         await client.aclose()
 {%- else -%}
-def shared_storage(engine: AsyncEngine) -> Storage:
-    """The database of `engine` (the store's)."""
-    return SqlStorage(engine)
+def shared_storage(engine: AsyncEngine, lock: AbstractAsyncContextManager[Any] | None = None) -> Storage:
+    """The database of `engine` (the store's), its writes taking `lock` (the store's)."""
+    return SqlStorage(engine, lock=lock)
 
 
 async def close_storage(storage: Storage) -> None:

@@ -1,6 +1,6 @@
 """The notification store: every accepted notification is a row before the API answers 202."""
 
-from .models import NotificationRecord, Status
+from .models import NotificationRecord, Priority, Status
 from .rate_limits import RateLimitHit
 from .repository import (
     OUTCOME_UNKNOWN,
@@ -25,6 +25,7 @@ __all__ = [
     "NotificationRecord",
     "NotificationStore",
     "Outcome",
+    "Priority",
     "RateLimitHit",
     "SchemaError",
     "Status",

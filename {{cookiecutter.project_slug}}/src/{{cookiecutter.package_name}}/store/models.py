@@ -6,18 +6,45 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Status(StrEnum):
-    """Where a notification is: `queued` -> `sending` -> `sent`, or `retrying` / `failed` on the way."""
+    """Where a notification is: `queued` -> `sending` -> `sent`, or `retrying` / `failed` on the way;
+    `cancelled` by its client before it went."""
 
     QUEUED = "queued"
     SENDING = "sending"
     RETRYING = "retrying"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Priority(StrEnum):
+    """Which due notifications are claimed first: every due `high` one before `normal` and `low` ones."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """The stored value, claimed in ascending order (0: high)."""
+        return list(Priority).index(self)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -62,6 +89,7 @@ class NotificationRecord(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "client", "idempotency_key", unique=True),
         Index(None, "client", "id"),
+        Index(None, "priority", "next_attempt_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -84,3 +112,7 @@ class NotificationRecord(Base):
     """The X-Request-ID of the request that created it, so that every send logs it."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
+    """`Priority.rank`: due notifications are claimed by it, then by due time."""
+    held_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When a sending limit or a throttling reply first held it back since its last attempt (None: not held)."""

@@ -18,8 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import PoolResetState
+from sqlalchemy.sql.elements import ClauseElement
 
-from .models import NotificationRecord, Status
+from .models import NotificationRecord, Priority, Status
 from .statements import INSERT, LEASED, LeaseLostError, claim_statement, leased_batches, leased_update
 
 __all__ = [
@@ -38,7 +39,7 @@ T = TypeVar("T")
 WriteLock: TypeAlias = asyncio.Lock | contextlib.nullcontext[None]
 """SQLite: this process's writes take turns; PostgreSQL: none needed."""
 CLAIMABLE = (Status.QUEUED, Status.RETRYING)
-FINISHED = (Status.SENT, Status.FAILED)
+FINISHED = (Status.SENT, Status.FAILED, Status.CANCELLED)
 OUTCOME_UNKNOWN = "outcome_unknown"
 """The `outcome` of an attempt whose message went out but got no reply: the server may have accepted it, or not.
 (Every other attempt's `outcome` is the status it led to.)"""
@@ -80,6 +81,8 @@ class Backlog:
     counts: dict[Status, int]
     """`queued`, `sending` and `retrying`, each present (0 when none)."""
     oldest_due: datetime | None
+    scheduled: int = 0
+    """Queued notifications not due yet: scheduled with `send_at`, or held back by a sending limit."""
 
 
 def utcnow() -> datetime:
@@ -207,7 +210,10 @@ class NotificationStore:
         columns changed (executemany), whatever the number of notifications. Returns which were applied.
 
         SQLite counts the rows an executemany changed: when every change applied, that count says so and no
-        lease needs reading first; otherwise the transaction is rolled back and done again, leases read."""
+        lease needs reading first; otherwise the transaction is rolled back and done again, leases read. A batch
+        with a change computed in SQL (`hold`) runs one statement per change."""
+        if any(isinstance(value, ClauseElement) for _, _, values in changes for value in values.values()):
+            return await self._update_each(changes)
         if self._counts_rows:
             with contextlib.suppress(LeaseLostError):
                 async with self._write_lock, self.engine.begin() as connection:
@@ -224,6 +230,25 @@ class NotificationStore:
             for columns, rows in leased_batches(changes, results).items():  # the WHERE still guards each row
                 await connection.execute(leased_update(columns), rows)
         return results
+
+    async def _update_each(self, changes: list[tuple[str, str | None, dict[str, Any]]]) -> list[bool]:
+        table = NotificationRecord
+        results = []
+        async with self._write_lock, self.engine.begin() as connection:
+            for notification_id, token, values in changes:
+                result = await connection.execute(
+                    update(table)
+                    .where(table.id == notification_id, table.lease_token == token)
+                    .values(**values)
+                )
+                results.append(bool(result.rowcount))
+        return results
+
+    @property
+    def write_lock(self) -> WriteLock:
+        """What this process's writes to the store's database take turns on (SQLite; a no-op on PostgreSQL): a
+        writer sharing the engine takes it too, rather than wait on SQLite's busy timeout."""
+        return self._write_lock
 
     async def aclose(self) -> None:
         """Close the engine's connections."""
@@ -250,7 +275,8 @@ class NotificationStore:
 
         Each claim counts as an attempt, so an attempt cut off by a crash or a time limit counts too.
         With `notification_id`, only that notification is claimed (if it is due). Concurrent
-        claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer).
+        claimers never get the same notification (PostgreSQL: SKIP LOCKED; SQLite: one writer). Due ones are
+        claimed, and returned, by priority, then by due time.
         """
         now = utcnow()
         params = {
@@ -262,9 +288,10 @@ class NotificationStore:
         if notification_id is not None:
             params["one"] = notification_id
         async with self._write_lock, self._sessions.begin() as session:
-            return list(
+            claimed = list(
                 await session.scalars(claim_statement(notification_id is not None, CLAIMABLE), params)
             )
+        return sorted(claimed, key=lambda record: (record.priority, record.next_attempt_at))
 
     async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
         """Push the lease on `claimed` to `lease` seconds from now (a slow send keeps its claim); False if lost."""
@@ -301,41 +328,61 @@ class NotificationStore:
             "lease_token": None,
             "lease_until": None,
             "finished_at": now if outcome.status in FINISHED else None,
+            "held_since": None,
         }
         return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
 
-    async def due(self, limit: int) -> list[tuple[str, datetime]]:
-        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due
-        (for a sweeper to publish)."""
+    async def hold(self, claimed: NotificationRecord, until: datetime, why: str) -> bool:
+        """Put `claimed` back until `until` without counting its claim as an attempt (a sending limit or a
+        throttling reply held it back, `why` says which: its last error): queued again, or retrying if it had
+        been tried. False if the lease was lost."""
+        table = NotificationRecord
+        values = {
+            "status": case((table.attempt_count <= 1, Status.QUEUED), else_=Status.RETRYING),
+            "attempt_count": table.attempt_count - 1,
+            "next_attempt_at": until,
+            "lease_token": None,
+            "lease_until": None,
+            "last_error": why,
+            "held_since": func.coalesce(table.held_since, utcnow()),
+        }
+        return await self._outcomes.submit((claimed.id, claimed.lease_token, values))
+
+    async def due(self, limit: int) -> list[tuple[str, datetime, int]]:
+        """Up to `limit` notifications due now, or whose lease expired, each with the time it became due and its
+        priority (`Priority.rank`), highest priority first (for a sweeper to publish)."""
         now = utcnow()
         table = NotificationRecord
         since = case((table.status == Status.SENDING, table.lease_until), else_=table.next_attempt_at)
         query = (
-            select(table.id, since)
+            select(table.id, since, table.priority)
             .where(
                 or_(
                     and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
                     and_(table.status == Status.SENDING, table.lease_until < now),
                 )
             )
-            .order_by(table.next_attempt_at)
+            .order_by(table.priority, table.next_attempt_at)
             .limit(limit)
         )
         async with self._sessions() as session:
-            return [(row[0], row[1]) for row in await session.execute(query)]
+            return [(row[0], row[1], row[2]) for row in await session.execute(query)]
 
     async def backlog(self) -> Backlog:
         """How many notifications wait or are being sent, and when the oldest due one became due."""
         table = NotificationRecord
         unfinished = (Status.QUEUED, Status.SENDING, Status.RETRYING)
         counts = select(table.status, func.count()).where(table.status.in_(unfinished)).group_by(table.status)
+        now = utcnow()
         oldest = select(func.min(table.next_attempt_at)).where(
-            table.status.in_(CLAIMABLE), table.next_attempt_at <= utcnow()
+            table.status.in_(CLAIMABLE), table.next_attempt_at <= now
         )
+        later = select(func.count()).where(table.status == Status.QUEUED, table.next_attempt_at > now)
         async with self._sessions() as session:
             found = {Status(status): int(count) for status, count in await session.execute(counts)}
             oldest_due = await session.scalar(oldest)
-        return Backlog({status: found.get(status, 0) for status in unfinished}, oldest_due)
+            scheduled = int(await session.scalar(later) or 0)
+        return Backlog({status: found.get(status, 0) for status in unfinished}, oldest_due, scheduled)
 
     async def purge(self, body_retention: float, row_retention: float, key_ttl: float) -> tuple[int, int]:
         """Delete the content of notifications sent `body_retention` seconds ago and the records finished
@@ -401,8 +448,10 @@ class ClientNotifications:
         request_hash: str | None = None,
         key_ttl: float = 86400,
         request_id: str | None = None,
+        send_at: datetime | None = None,
+        priority: Priority = Priority.NORMAL,
     ) -> Added:
-        """Commit a new `queued` notification, created by request `request_id`.
+        """Commit a new `queued` notification, created by request `request_id`, due at `send_at` (None: now).
 
         With `idempotency_key`, a notification this client keeps under the same key (younger than
         `key_ttl` seconds) is answered instead, with its current status. Raises
@@ -419,7 +468,8 @@ class ClientNotifications:
             "refused": {},
             "attempts": [],
             "attempt_count": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": max(now, send_at) if send_at is not None else now,
+            "priority": priority.rank,
             "idempotency_key": idempotency_key,
             "request_hash": request_hash,
             "request_id": request_id,
@@ -478,6 +528,23 @@ class ClientNotifications:
             query = query.where(NotificationRecord.id > after)
         async with self._sessions() as session:
             return list(await session.scalars(query))
+
+    async def cancel(self, notification_id: str) -> Status | None:
+        """Cancel this client's notification unless it started sending: one conditional UPDATE, so a sender
+        claiming it at the same moment either finds it cancelled or makes the cancel fail. Returns its status
+        after the call (`cancelled` when it is, now or before), None when there is no such notification."""
+        table = NotificationRecord
+        cancel = (
+            update(table)
+            .where(table.id == notification_id, table.status.in_(CLAIMABLE))
+            .values(status=Status.CANCELLED, finished_at=utcnow(), lease_token=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._write_lock, self._sessions.begin() as session:
+            if getattr(await session.execute(cancel), "rowcount", 0):
+                return Status.CANCELLED
+            status = await session.scalar(select(table.status).where(table.id == notification_id))
+        return None if status is None else Status(status)
 
     async def retry(self, notification_id: str) -> bool:
         """Queue a `failed` notification again (its content must still be kept); False otherwise."""

@@ -45,7 +45,7 @@ def claim_statement(one: bool, claimable: tuple[Status, ...]) -> ExecutableRetur
     candidates = (
         select(TABLE.c.id)
         .where(due)
-        .order_by(TABLE.c.next_attempt_at)
+        .order_by(TABLE.c.priority, TABLE.c.next_attempt_at)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
     )

@@ -6,11 +6,12 @@ sessions open and reuses them, with one TLS context for every connection, so a m
 single SMTP transaction. Messages are still built by fastapi-mail, once per message.
 
 Transient failures (lost connection, timeout, 4xx reply) are retried with exponential backoff
-and jitter; permanent ones (5xx reply, refused login, TLS or settings problems) are raised at
-once, and so is a missing reply to the end of the data (`DeliveryOutcomeUnknownError`): the message
-may have been delivered, so the caller decides whether to send it again. While a send waits for
-that reply (up to MAIL_DATA_TIMEOUT), the server holds the message: `awaiting_reply` tells a caller
-about to cancel it. A pooled session the server closed is replaced without counting as an attempt.
+and jitter, but for throttling replies (`throttling.py`: the caller slows down); permanent ones
+(5xx reply, refused login, TLS or settings problems) are raised at once, and so is a missing
+reply to the end of the data (`DeliveryOutcomeUnknownError`): the message may have been
+delivered, so the caller decides whether to send it again. While a send waits for that reply
+(up to MAIL_DATA_TIMEOUT), the server holds the message: `awaiting_reply` tells a caller about
+to cancel it. A pooled session the server closed is replaced without counting as an attempt.
 How to log in and how to sign are given (`Login`, `Sign`): the package's `Mailer` passes those its
 settings ask for.
 
@@ -36,6 +37,7 @@ from .message import Envelope, MessageBuilder, Sign
 from .pool import SessionPool
 from .session import Login
 from .settings import SmtpSettings
+from .throttling import throttle_of_error
 from .transaction import transact
 
 __all__ = ["DeliveryResult", "MailerClosedError", "SmtpMailer"]
@@ -176,6 +178,8 @@ class SmtpMailer:
             try:
                 refused, reply = await self._attempt(envelope)
             except TransientMailError as error:
+                if throttle_of_error(error) is not None:  # retrying at once is what the server refuses
+                    raise
                 if attempt > retries:
                     if attempt == 1:
                         raise
