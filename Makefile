@@ -33,10 +33,11 @@ lint: setup ## Lint the template's own code and run its pre-commit hooks (secret
 	$(BIN)/mypy
 	$(BIN)/pre-commit run --all-files
 
-bench: setup ## Run the delivery benchmarks (prints msg/s) and the rate limiter's cost
+bench: setup ## Run the delivery benchmarks (prints msg/s), the rate limiter's cost, template rendering and attachment memory
 	$(BIN)/python benchmarks/bench_send.py
 	$(BIN)/python benchmarks/bench_e2e.py
 	$(BIN)/python benchmarks/bench_limits.py
+	$(BIN)/python benchmarks/bench_templates.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts

@@ -45,11 +45,12 @@ def test_workflow_runs_what_developers_run(project: Path) -> None:
     assert commands == [
         "make setup",
         "make lint",
+        "make templates-check",
         "make test",
         ".venv/bin/pre-commit run --all-files --show-diff-on-failure",
     ]
     targets = set(re.findall(r"^([a-z-]+):", (project / "Makefile").read_text(), re.MULTILINE))
-    assert {"setup", "lint", "test"} <= targets
+    assert {"setup", "lint", "templates-check", "test"} <= targets
 
 
 def test_celery_tests_get_a_real_broker(project: Path, delivery: str) -> None:

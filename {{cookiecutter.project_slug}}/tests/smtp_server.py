@@ -220,11 +220,13 @@ def running_server(
     *,
     auth_required: bool = True,
     smtputf8: bool = True,
+    size_limit: int | None = None,
 ) -> Iterator[SmtpServer]:
     """Run a server on `port` (default: a free loopback port) for the duration of the block.
 
     It offers AUTH; with `auth_required=False` a client that does not log in may go on to MAIL FROM.
     `smtputf8`: advertise SMTPUTF8 (aiosmtpd then takes UTF-8 addresses); without it, it refuses them.
+    `size_limit`: the SIZE it advertises and enforces (aiosmtpd's default: 32 MiB).
     """
     handler = FaultyHandler()
     tls_context = None if tls == "plain" else server_tls_context(ca, "localhost", "127.0.0.1")
@@ -245,6 +247,8 @@ def running_server(
         controller.SMTP_kwargs["authenticator"] = counting
         controller.SMTP_kwargs["auth_required"] = auth_required
         controller.SMTP_kwargs["enable_SMTPUTF8"] = smtputf8
+        if size_limit is not None:
+            controller.SMTP_kwargs["data_size_limit"] = size_limit
         return controller
 
     running = [start(port)]

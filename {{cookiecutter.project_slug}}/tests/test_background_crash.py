@@ -4,6 +4,7 @@ and a stop while the server holds a message neither loses it nor sends it a thir
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from pathlib import Path
 
@@ -141,3 +142,37 @@ def test_a_process_ending_while_the_server_holds_a_message_leaves_an_unknown_out
 
     assert [attempt["outcome"] for attempt in answer["attempts"]] == ["outcome_unknown", status]
     assert len(smtp_server.received) == copies
+
+
+def test_a_killed_service_loses_no_notification_with_attachments(
+    database_url: str, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    smtp_server.handler.delay = 0.2
+    migrate(database_url)
+    report = bytes(range(256)) * 400  # 100 kB
+    files = [
+        {
+            "filename": "report.pdf",
+            "content_type": "application/pdf",
+            "content": base64.b64encode(report).decode(),
+        }
+    ]
+    first = ServiceProcess(tmp_path / "service.log", DELIVERY_LEASE=LEASE).start()
+    with httpx.Client(base_url=first.url, headers=auth(), timeout=30) as client:
+        ids = {
+            client.post("/notifications", json={**NOTIFICATION, "attachments": files}).json()["id"]
+            for _ in range(50)
+        }
+    smtp_server.handler.wait_for(3, timeout=30)
+    first.kill()
+
+    with ServiceProcess(tmp_path / "service.log", DELIVERY_LEASE=LEASE):
+        deadline = time.monotonic() + float(LEASE) + 60
+        while {r.message["X-Notification-ID"] for r in smtp_server.received} != ids:
+            assert time.monotonic() < deadline, f"{len(smtp_server.received)} of 50 arrived"
+            time.sleep(0.5)
+
+    for received in smtp_server.received:
+        [attachment] = received.message.iter_attachments()
+        assert attachment.get_filename() == "report.pdf"
+        assert attachment.get_content() == report

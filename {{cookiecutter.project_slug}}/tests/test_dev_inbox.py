@@ -31,7 +31,8 @@ from {{ cookiecutter.package_name }}.devsmtp import (
     summary,
 )
 from {{ cookiecutter.package_name }}.mail import Mailer, MailSettings
-from {{ cookiecutter.package_name }}.notifications import Notification, to_message
+from {{ cookiecutter.package_name }}.notifications import Composer, Notification
+from {{ cookiecutter.package_name }}.notifications.settings import MessageSettings
 
 from .conftest import API_KEY, auth, service
 
@@ -71,7 +72,10 @@ def deliver(**change: object) -> str:
 
     async def send() -> None:
         async with Mailer(MailSettings()) as mailer:
-            await mailer.send(to_message(notification, "Test Service", "noreply@example.com"))
+            composer = Composer.load(
+                MessageSettings(), service_name="Test Service", sender="noreply@example.com"
+            )
+            await mailer.send(composer.compose(notification).message)
 
     asyncio.run(send())  # the server stored the message before it answered
     return notification.id

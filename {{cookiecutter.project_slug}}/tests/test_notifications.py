@@ -10,7 +10,8 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.notifications import Notification, display_id, to_message
+from {{ cookiecutter.package_name }}.notifications import Composer, Notification, display_id
+from {{ cookiecutter.package_name }}.notifications.settings import MessageSettings
 
 {% if cookiecutter.delivery == "celery" -%}
 from .celery_worker import TaskTracker
@@ -59,13 +60,16 @@ BITCOIN_ID = re.compile(r"\b(?<!=)[13][a-km-zA-HJ-NP-Z1-9]{25,34}\b")
 
 def test_no_notification_id_reads_as_a_bitcoin_address() -> None:
     chance = random.Random(5)
+    composer = Composer.load(
+        MessageSettings(), service_name="Acme Notifications", sender="noreply@example.com"
+    )
     lookalikes = [chance.choice("13") + "".join(chance.choices("123456789abcdef", k=31)) for _ in range(500)]
     assert all(BITCOIN_ID.search(f"notification {each}") for each in lookalikes)  # printed bare, each matches
     for notification_id in [*lookalikes, *(uuid.UUID(int=chance.getrandbits(128)).hex for _ in range(2000))]:
         notification = Notification.model_construct(
             id=notification_id, to=["alice@example.com"], subject="Report", body="Hello", format="html"
         )
-        message = to_message(notification, "Acme Notifications", "noreply@example.com")
+        message = composer.compose(notification).message
         html = str(message.alternative_body)
         seen = re.sub(r"<[^>]*>", "", html)  # the text SpamAssassin renders from the HTML
         for body in (str(message.body), html, seen):

@@ -67,8 +67,8 @@ def test_migrate_command_creates_then_reports_the_store(
     assert cli_main(["migrate"]) == 0
     assert cli_main(["migrate"]) == 0
     first, second = capsys.readouterr().out.splitlines()
-    assert first == "notification store at revision 0006 (was empty)"
-    assert second == "notification store at revision 0006"
+    assert first == "notification store at revision 0007 (was empty)"
+    assert second == "notification store at revision 0007"
 
 
 def test_start_up_refuses_a_store_behind_the_code_in_one_line(
@@ -83,7 +83,7 @@ def test_start_up_refuses_a_store_behind_the_code_in_one_line(
     [line] = (tmp_path / "service.log").read_text().strip().splitlines()
     assert line.startswith("error: the notification store (")
     assert line.endswith(
-        "is empty, this code needs revision 0006: run `python -m {{ cookiecutter.package_name }} migrate` (make migrate)"
+        "is empty, this code needs revision 0007: run `python -m {{ cookiecutter.package_name }} migrate` (make migrate)"
     )
 
 

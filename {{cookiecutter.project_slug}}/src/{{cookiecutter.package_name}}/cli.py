@@ -198,6 +198,19 @@ def check_mail(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def templates_check(args: argparse.Namespace) -> int:
+    """Render every email template in every locale with its example.json; 1 on any error."""
+    from .mail import SettingsError, load_settings
+    from .notifications.check import run_check
+    from .notifications.settings import MessageSettings
+
+    try:
+        folder = args.dir or load_settings(MessageSettings).templates_folder
+    except SettingsError as error:
+        return fail(error)
+    return run_check(folder)
+
+
 def dkim_keygen(args: argparse.Namespace) -> int:
     """Write a new DKIM private key (mode 0600) and print the DNS record to publish, and how to sign with it."""
     from .mail.signing.dkim import DkimSigner, generate_key, private_pem
@@ -248,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check MAIL_FROM's domain in DNS: SPF, DKIM, DMARC, MX (resolver: MAIL_DNS_SERVER)",
     )
     check.set_defaults(handler=check_mail)
+
+    templates = commands.add_parser("templates", help="email templates: `templates check` renders them all")
+    check_templates = templates.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+        "check", help="render every template in every locale with its example.json (fails on any error)"
+    )
+    check_templates.add_argument("--dir", type=Path, help="templates folder (default: MAIL_TEMPLATES_DIR)")
+    check_templates.set_defaults(handler=templates_check)
 
     keygen = commands.add_parser("dkim-keygen", help="write a DKIM private key and print the DNS record")
     keygen.add_argument("--domain", required=True, help="signing domain (MAIL_DKIM_DOMAIN)")

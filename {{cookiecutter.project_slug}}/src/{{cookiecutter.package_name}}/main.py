@@ -11,13 +11,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import SERVICE_NAME
-from .api import errors, health, metrics, notifications, status
+from .api import errors, health, metrics, notifications, status, suppressions, unsubscribe
 from .api.auth import Authenticator
 from .api.limits import RequestLimits
 from .api.rate_limit import ApiRateLimits
 from .api.request_id import RequestIdMiddleware
+from .api.template_docs import document_templates
 from .delivery.{{ "queued" if cookiecutter.delivery == "celery" else "background" }} import create_delivery, limits_storage
 from .mail import SettingsError
+from .notifications import Composer
+from .notifications.template_files import TemplateFolderError
 from .observability.logs import configure_logging
 from .observability.metrics import HttpMetrics, instruments, process_exiting
 from .ratelimit.api import ApiLimiter
@@ -34,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.logs)
     check_store(settings.store.database_url)
     check_metrics_dir(settings.metrics)
+    composer = Composer.load(
+        settings.messages, service_name=SERVICE_NAME, sender=str(settings.mail.from_address)
+    )
     api_limit = settings.limits_in_force.api
     api_limiter = ApiLimiter(api_limit.text) if api_limit.text else None
 
@@ -47,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             api_limiter.bind(storage)
         try:
             app.state.store = store
-            app.state.delivery = create_delivery(settings, store)
+            app.state.delivery = create_delivery(settings, store, composer)
 {%- if cookiecutter.delivery == "celery" %}
             app.state.readiness = health.Readiness({"store": store.ping, "broker": app.state.delivery.ping})
 {%- else %}
@@ -67,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title=SERVICE_NAME, description=SERVICE_DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    # The templates, loaded once: the API checks with them, the dispatcher renders.
+    app.state.composer = composer
+    document_templates(app, composer.templates)  # before RequestLimits takes app.openapi
     app.state.authenticator = authenticator = Authenticator(settings.api)
     app.add_middleware(RequestLimits, settings=settings.api, authenticator=authenticator, openapi=app.openapi)
     if api_limiter is not None:
@@ -82,12 +91,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(notifications.router)
     app.include_router(status.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(suppressions.router)
     if settings.metrics.enabled:
         app.include_router(metrics.router)
     if settings.api.dev_mode:
-        from .api import dev_inbox
+        from .api import dev_inbox, dev_templates
 
         app.include_router(dev_inbox.router)
+        app.include_router(dev_templates.router)
     return app
 
 
@@ -118,7 +130,7 @@ def __getattr__(name: str) -> FastAPI:
         raise AttributeError(name)
     try:
         application = create_app()
-    except (SettingsError, SchemaError) as error:
+    except (SettingsError, SchemaError, TemplateFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     globals()["app"] = application

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +19,7 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 from .delivery.settings import DeliverySettings
 from .mail import MailSettings, SettingsError
 from .mail.core.loading import EnvSettings, SettingsT, describe_errors
+from .notifications.settings import MessageSettings
 from .observability.logs import LogSettings
 from .observability.metrics import MetricsSettings, multiprocess_dir_problem
 from .ratelimit.settings import LimitsInForce, RateLimitSettings, limits_in_force
@@ -237,6 +238,7 @@ class Settings:
     logs: LogSettings
     metrics: MetricsSettings
     limits: RateLimitSettings
+    messages: MessageSettings = field(default_factory=MessageSettings)
 
     @property
     def limits_in_force(self) -> LimitsInForce:
@@ -254,6 +256,7 @@ class Settings:
         logs = _load(LogSettings, problems)
         metrics = _load(MetricsSettings, problems)
         limits = _load(RateLimitSettings, problems)
+        messages = _load(MessageSettings, problems)
         if api is not None and mail is not None and limits is not None:
             problem = limits_in_force(limits, mail.server).recipient_problem(api.max_recipients)
             problems.extend([problem] if problem else [])
@@ -266,10 +269,18 @@ class Settings:
             or logs is None
             or metrics is None
             or limits is None
+            or messages is None
         ):
             raise SettingsError("invalid settings: " + "; ".join(problems))
         return cls(
-            api=api, mail=mail, store=store, delivery=delivery, logs=logs, metrics=metrics, limits=limits
+            api=api,
+            mail=mail,
+            store=store,
+            delivery=delivery,
+            logs=logs,
+            metrics=metrics,
+            limits=limits,
+            messages=messages,
         )
 
 

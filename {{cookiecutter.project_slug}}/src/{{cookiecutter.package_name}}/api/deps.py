@@ -8,6 +8,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..delivery import Delivery
+from ..notifications import Composer
 from ..settings import Settings
 from ..store import ClientNotifications, NotificationStore
 from .auth import Authenticator, ThrottledError
@@ -37,7 +38,14 @@ async def get_store(request: Request) -> NotificationStore:
     return store
 
 
+async def get_composer(request: Request) -> Composer:
+    """The templates and message settings the app loaded (`create_app`)."""
+    composer: Composer = request.app.state.composer
+    return composer
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ComposerDep = Annotated[Composer, Depends(get_composer)]
 DeliveryDep = Annotated[Delivery, Depends(get_delivery)]
 StoreDep = Annotated[NotificationStore, Depends(get_store)]
 

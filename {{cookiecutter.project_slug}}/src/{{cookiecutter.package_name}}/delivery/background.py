@@ -8,6 +8,7 @@ from limits.aio.storage import Storage
 
 from .. import SERVICE_NAME
 from ..mail import Mailer
+from ..notifications import Composer
 from ..ratelimit.storage import shared_storage
 from ..store import NotificationStore, Priority
 from . import DeliveryContext
@@ -40,8 +41,10 @@ class BackgroundDelivery:
         await self._mailer.aclose()
 
 
-def create_delivery(settings: DeliveryContext, store: NotificationStore) -> BackgroundDelivery:
-    """The delivery of this project: a dispatcher in the service process."""
+def create_delivery(
+    settings: DeliveryContext, store: NotificationStore, composer: Composer | None = None
+) -> BackgroundDelivery:
+    """The delivery of this project: a dispatcher in the service process, composing with `composer` (the app's)."""
     metrics = delivery_metrics(settings.metrics)
     mailer = Mailer(settings.mail, metrics)
     gate = sending_gate(limits_storage(store), settings.mail, settings.limits_in_force, settings.metrics)
@@ -54,6 +57,7 @@ def create_delivery(settings: DeliveryContext, store: NotificationStore) -> Back
         sender=str(settings.mail.from_address),
         events=metrics,
         gate=gate,
+        composer=composer,
     )
     return BackgroundDelivery(dispatcher, mailer)
 

@@ -19,9 +19,10 @@ import dataclasses
 import logging
 from datetime import datetime, timedelta
 
-from ..mail import DeliveryOutcomeUnknownError, Mailer, MailError
+from ..mail import Attachment, DeliveryOutcomeUnknownError, Mailer, MailError
 from ..mail.core.backoff import backoff
-from ..notifications import Notification, to_message
+from ..notifications import Composer, Notification
+from ..notifications.settings import MessageSettings
 from ..observability.logs import log_context
 from ..ratelimit.gate import SendGate
 from ..store import (
@@ -72,15 +73,16 @@ class Dispatcher:
         sender: str,
         events: DeliveryEvents | None = None,
         gate: SendGate | None = None,
+        composer: Composer | None = None,
     ) -> None:
         self.store = store
         self._holding = Holding(store, gate, settings.max_hold)
+        self.composer = composer or Composer.load(MessageSettings(), service_name=service_name, sender=sender)
+        """Renders the templates (loaded once, by whoever made the composer) and builds each email."""
         self._events = events or DeliveryEvents()
         self._mailer = mailer
         self._settings = settings
         self._retention = retention
-        self._service_name = service_name
-        self._sender = sender
         self._in_flight: dict[asyncio.Task[None], NotificationRecord] = {}
         self._sending: set[str] = set()
         """The notifications whose send is in the mailer (not claiming, not recording)."""
@@ -339,11 +341,15 @@ class Dispatcher:
         if why is not None:
             error = f"not sent again: {why}; last error: {record.last_error}"
             return Outcome(Status.FAILED, f"not attempted: {why}", error=error)
-        notification = Notification.model_construct(id=record.id, **record.content)
+        content = dict(record.content)
         self._sending.add(record.id)
         try:
-            message = to_message(notification, self._service_name, self._sender)
-            result = await self._mailer.send(message, recipients=record.pending)
+            files = await self._attachments(record.id) if content.pop("attachments", 0) else []
+            composed = self.composer.compose(Notification.model_construct(id=record.id, **content), files)
+            del files  # the bytes live on in `composed` only, until it is sent
+            result = await self._mailer.send(
+                composed.message, recipients=record.pending, attachments=composed.parts
+            )
         except DeliveryOutcomeUnknownError as error:
             self._events.attempted(error.failure)
             return self._unknown(record, str(error), earlier)
@@ -398,6 +404,11 @@ class Dispatcher:
                 error=summary,
             )
         return Outcome(Status.SENT, reply, accepted=result.accepted, refused=refused, pending=())
+
+    async def _attachments(self, notification_id: str) -> list[Attachment]:
+        """The files attached to the notification, as the mailer takes them."""
+        found = await self.store.attachments(notification_id)
+        return [Attachment(row.filename, row.content_type, row.content) for row in found]
 
     def _unknown(self, record: NotificationRecord, reply: str, earlier: int) -> Outcome:
         """The outcome of an attempt whose message went out without a reply (`earlier`: such attempts before it):

@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..mail import load_settings
+from ..notifications import Composer
 from ..ratelimit.storage import shared_storage
 from ..store import NotificationStore, Priority, StoreSettings, utcnow
 from . import DeliveryContext
@@ -177,8 +178,11 @@ def redis_pinger(broker_url: str) -> redis.Redis | None:
     )
 
 
-def create_delivery(settings: DeliveryContext, store: NotificationStore) -> CeleryDelivery:
-    """The delivery of this project: Celery workers, fed with ids by this service."""
+def create_delivery(
+    settings: DeliveryContext, store: NotificationStore, composer: Composer | None = None
+) -> CeleryDelivery:
+    """The delivery of this project: Celery workers, fed with ids by this service (`composer`: unused here,
+    each worker loads the templates itself)."""
     app = create_celery_app(load_settings(CelerySettings))
     return CeleryDelivery(app, store, settings.delivery, settings.store)
 

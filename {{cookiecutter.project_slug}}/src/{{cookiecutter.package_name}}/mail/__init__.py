@@ -13,11 +13,14 @@ from .core.events import MailEvents
 from .core.loading import SettingsError, load_settings
 from .core.mailer import DeliveryResult, MailerClosedError
 from .core.message import NOTIFICATION_ID_HEADER
+from .core.parts import Attachment
+from .core.transaction import MessageTooLargeError
 from .mailer import Mailer
 from .settings import MailSettings
 
 __all__ = [
     "NOTIFICATION_ID_HEADER",
+    "Attachment",
     "DeliveryOutcomeUnknownError",
     "DeliveryResult",
     "MailError",
@@ -25,6 +28,7 @@ __all__ = [
     "MailSettings",
     "Mailer",
     "MailerClosedError",
+    "MessageTooLargeError",
     "PermanentMailError",
     "SettingsError",
     "TransientMailError",

@@ -1,59 +1,180 @@
-"""The service's email templates: HTML autoescaped, plain text not, each compiled once and cached."""
+"""Named email templates: loaded and compiled once (CSS inlined), rendered in a sandbox per message.
+
+A `TemplateRegistry` is made from a folder (MAIL_TEMPLATES_DIR) and owned by whoever sends: the app
+keeps one in `app.state.templates`, each dispatcher gets it (or loads its own); nothing is global,
+so tests and other apps can build their own. Callers' values are only ever data: no caller string is
+compiled. HTML is autoescaped, text is not; a variable the data lacks is an error, not an empty string.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi_mail import MessageSchema, MessageType, MultipartSubtypeEnum
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import NameEmail
+from jinja2 import StrictUndefined, Template, TemplateError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .formats import FILTERS
+from .template_files import FILES, InlineImage, TemplateFolderError, TemplateSource, fallbacks, read_template
+
+__all__ = [
+    "SERVICE_VARIABLES",
+    "EmailTemplate",
+    "InlineImage",
+    "Rendered",
+    "TemplateRegistry",
+    "TemplateRequestError",
+]
+
+SERVICE_VARIABLES = frozenset(
+    {"service_name", "notification_id", "notification_ref", "locale", "unsubscribe_url"}
+)
+"""What the service puts beside the caller's data (its values win)."""
 
 
-class EmailTemplates:
-    """Renders `<name>.html` and `<name>.txt` from one folder into a text + HTML message."""
+class TemplateRequestError(ValueError):
+    """A template cannot be rendered as asked; `field` is the request field at fault
+    (`template`, `locale` or `data`), the message says what and how to fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered message: its subject (one line), text and HTML, and the images the HTML shows."""
+
+    template: str
+    locale: str
+    subject: str
+    text: str
+    html: str
+    images: tuple[InlineImage, ...]
+
+
+def _environments() -> tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment]:
+    html = ImmutableSandboxedEnvironment(autoescape=True, undefined=StrictUndefined, auto_reload=False)
+    # Plain text must not be HTML-escaped (fastapi-mail's own template engine would escape it).
+    text = ImmutableSandboxedEnvironment(
+        autoescape=False,  # plain text is not HTML
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    for environment in (html, text):
+        environment.filters.update(FILTERS)
+    return html, text
+
+
+class EmailTemplate:
+    """One template: per locale its compiled subject, text and HTML; `variables` are those its files use."""
+
+    def __init__(
+        self, source: TemplateSource, html: ImmutableSandboxedEnvironment, text: ImmutableSandboxedEnvironment
+    ):
+        self.source = source
+        self.name = source.name
+        self.bulk = source.bulk
+        self.compiled: dict[str, tuple[Template, Template, Template]] = {}
+        used: set[str] = set()
+        for locale, files in source.locales.items():
+            where = source.folder if locale == source.default_locale else source.folder / locale
+            try:
+                trees = [(text if name.endswith(".txt") else html).parse(files[name]) for name in FILES]
+                subject, body, page = (
+                    (text if name.endswith(".txt") else html).from_string(tree)
+                    for name, tree in zip(FILES, trees, strict=True)
+                )
+            except TemplateError as error:
+                raise TemplateFolderError(f"{where}: {error}") from None
+            used.update(*(meta.find_undeclared_variables(tree) for tree in trees))
+            self.compiled[locale] = (subject, body, page)
+        self.variables = frozenset(used - SERVICE_VARIABLES)
+
+    @property
+    def locales(self) -> list[str]:
+        """Its locales, the default first."""
+        return sorted(self.compiled, key=lambda locale: locale != self.source.default_locale)
+
+    def locale_for(self, wanted: str | None) -> str:
+        """The locale used for `wanted`: it, else its shorter prefixes (de-CH, de), else the default if
+        `wanted` is None; raises `TemplateRequestError` when nothing fits."""
+        if wanted is None:
+            return self.source.default_locale
+        try:
+            candidates = fallbacks(wanted)
+        except ValueError as error:
+            raise TemplateRequestError("locale", str(error)) from None
+        for candidate in candidates:
+            if candidate in self.compiled:
+                return candidate
+        raise TemplateRequestError(
+            "locale",
+            f"template {self.name!r} has no locale {wanted!r} nor a fallback for it; it has {', '.join(self.locales)} "
+            f"(add a folder {self.name}/{candidates[0]}/ or send one of those)",
+        )
+
+    def render(self, data: Mapping[str, Any], locale: str | None, service: Mapping[str, Any]) -> Rendered:
+        """Render with `data` and the `service` variables; raises `TemplateRequestError` naming a missing variable."""
+        chosen = self.locale_for(locale)
+        subject, body, page = self.compiled[chosen]
+        context = {**data, **service, "locale": chosen}
+        try:
+            title = " ".join(subject.render(context).split())  # one line, whatever the data holds
+            text, html = body.render(context), page.render(context)
+        except TemplateError as error:
+            raise TemplateRequestError(
+                "data",
+                f"template {self.name!r} ({chosen}): {error}; send it in `data` (it uses {self.needs})",
+            ) from None
+        except (ValueError, TypeError, ArithmeticError) as error:  # a filter (`formats.py`) refused a value
+            raise TemplateRequestError(
+                "data", f"template {self.name!r} ({chosen}): a value in `data` cannot be formatted: {error}"
+            ) from None
+        if not title:
+            raise TemplateRequestError("data", f"template {self.name!r} ({chosen}) rendered an empty subject")
+        images = tuple(image for name, image in self.source.images.items() if f"cid:{name}" in html)
+        return Rendered(self.name, chosen, title, text, html, images)
+
+    @property
+    def needs(self) -> str:
+        """Its variables, for messages."""
+        return ", ".join(sorted(self.variables)) or "no variables"
+
+
+class TemplateRegistry:
+    """Every template of a folder, loaded and compiled when made (raises `TemplateFolderError`)."""
 
     def __init__(self, folder: Path) -> None:
-        loader = FileSystemLoader(folder)
-        # auto_reload=False: templates are read and compiled once, not checked on disk per render.
-        self._html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, auto_reload=False)
-        # Plain text must not be HTML-escaped (fastapi-mail's own engine escapes it).
-        self._text = Environment(
-            loader=loader,
-            autoescape=False,  # noqa: S701 - plain text is not HTML
-            undefined=StrictUndefined,
-            keep_trailing_newline=True,
-            auto_reload=False,
-        )
+        if not folder.is_dir():
+            raise TemplateFolderError(f"{folder}: no such folder (MAIL_TEMPLATES_DIR)")
+        html, text = _environments()
+        self.folder = folder
+        self.templates = {
+            path.name: EmailTemplate(read_template(path), html, text)
+            for path in sorted(folder.iterdir())
+            if path.is_dir() and not path.name.startswith((".", "_"))
+        }
 
-    def render(self, name: str, context: Mapping[str, Any]) -> tuple[str, str]:
-        """The (text, html) bodies of template `name`."""
-        text = self._text.get_template(f"{name}.txt").render(context)
-        html = self._html.get_template(f"{name}.html").render(context)
-        return text, html
+    def get(self, name: str) -> EmailTemplate:
+        """The template `name`; raises `TemplateRequestError` naming those there are."""
+        template = self.templates.get(name)
+        if template is None:
+            raise TemplateRequestError(
+                "template",
+                f"no template {name!r}; there are {', '.join(self.templates) or 'none'} (in {self.folder})",
+            )
+        return template
 
-    def message(
+    def render(
         self,
         name: str,
-        context: Mapping[str, Any],
-        *,
-        recipients: list[NameEmail],
-        subject: str,
-        cc: list[NameEmail] | None = None,
-        reply_to: list[NameEmail] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> MessageSchema:
-        """A multipart/alternative message: the text part first, the HTML part preferred."""
-        text, html = self.render(name, context)
-        return MessageSchema(
-            recipients=recipients,
-            cc=cc or [],
-            reply_to=reply_to or [],
-            subject=subject,
-            body=text,
-            alternative_body=html,
-            subtype=MessageType.plain,
-            multipart_subtype=MultipartSubtypeEnum.alternative,
-            headers=dict(headers or {}),
-        )
+        data: Mapping[str, Any],
+        locale: str | None = None,
+        service: Mapping[str, Any] | None = None,
+    ) -> Rendered:
+        """Render template `name` (see `EmailTemplate.render`)."""
+        return self.get(name).render(data, locale, service or {})

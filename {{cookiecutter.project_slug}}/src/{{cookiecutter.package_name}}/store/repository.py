@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from sqlalchemy import and_, case, delete, event, func, or_, select, update
+from sqlalchemy import and_, case, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -20,8 +20,10 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql.elements import ClauseElement
 
+from .attachments import ATTACHMENTS_KEY, AttachmentRecord
 from .models import NotificationRecord, Priority, Status
 from .statements import INSERT, LEASED, LeaseLostError, claim_statement, leased_batches, leased_update
+from .suppressions import SuppressionList
 
 __all__ = [
     "OUTCOME_UNKNOWN",
@@ -199,10 +201,16 @@ class NotificationStore:
         self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
         self._outcomes: GroupCommit[tuple[str, str | None, dict[str, Any]]] = GroupCommit(self._update)
+        self.suppressions = SuppressionList(engine, self._write_lock)
+        """The addresses not sent to (`add_suppression`, `is_suppressed`, `page`, `delete`)."""
 
     async def _insert(self, rows: list[dict[str, Any]]) -> list[bool]:
+        files = [file for row in rows for file in row.get(ATTACHMENTS_KEY, ())]
+        rows = [{name: value for name, value in row.items() if name != ATTACHMENTS_KEY} for row in rows]
         async with self._write_lock, self.engine.begin() as connection:
             await connection.execute(INSERT, rows)
+            if files:
+                await connection.execute(insert(AttachmentRecord), files)
         return [True] * len(rows)
 
     async def _update(self, changes: list[tuple[str, str | None, dict[str, Any]]]) -> list[bool]:
@@ -263,6 +271,12 @@ class NotificationStore:
         """The notification with `notification_id`, whichever client's it is, or None."""
         async with self._sessions() as session:
             return await session.get(NotificationRecord, notification_id)
+
+    async def attachments(self, notification_id: str) -> list[AttachmentRecord]:
+        """The files attached to notification `notification_id`, in the order they were given."""
+        query = select(AttachmentRecord).where(AttachmentRecord.notification_id == notification_id)
+        async with self._sessions() as session:
+            return list(await session.scalars(query.order_by(AttachmentRecord.position)))
 
     def for_client(self, client: str) -> ClientNotifications:
         """The store as API client `client` sees it: its own notifications only."""
@@ -391,6 +405,17 @@ class NotificationStore:
         now = utcnow()
         table = NotificationRecord
         async with self._write_lock, self._sessions.begin() as session:
+            content_gone = or_(
+                and_(
+                    table.status == Status.SENT, table.finished_at <= now - timedelta(seconds=body_retention)
+                ),
+                and_(table.status.in_(FINISHED), table.finished_at <= now - timedelta(seconds=row_retention)),
+            )
+            await session.execute(
+                delete(AttachmentRecord)
+                .where(AttachmentRecord.notification_id.in_(select(table.id).where(content_gone)))
+                .execution_options(synchronize_session=False)
+            )
             bodies = await session.execute(
                 update(table)
                 .where(
@@ -450,8 +475,10 @@ class ClientNotifications:
         request_id: str | None = None,
         send_at: datetime | None = None,
         priority: Priority = Priority.NORMAL,
+        attachments: Sequence[tuple[str, str, bytes]] = (),
     ) -> Added:
-        """Commit a new `queued` notification, created by request `request_id`, due at `send_at` (None: now).
+        """Commit a new `queued` notification, created by request `request_id`, due at `send_at` (None: now),
+        with `attachments` (filename, content type, bytes) in the same transaction.
 
         With `idempotency_key`, a notification this client keeps under the same key (younger than
         `key_ttl` seconds) is answered instead, with its current status. Raises
@@ -475,14 +502,26 @@ class ClientNotifications:
             "request_id": request_id,
             "created_at": now,
         }
+        files = [
+            {
+                "notification_id": notification_id,
+                "position": position,
+                "filename": name,
+                "content_type": kind,
+                "content": data,
+            }
+            for position, (name, kind, data) in enumerate(attachments)
+        ]
         new = Added(notification_id, Status.QUEUED, created=True)
         if idempotency_key is None:
-            await self._inserts.submit(record)
+            await self._inserts.submit({**record, ATTACHMENTS_KEY: files} if files else record)
             return new
         for _ in range(3):
             try:
                 async with self._write_lock, self._sessions.begin() as session:
                     session.add(NotificationRecord(**record))
+                    await session.flush()  # the notification first: its attachments name it
+                    session.add_all(AttachmentRecord(**file) for file in files)
                 return new
             except IntegrityError:
                 pass

@@ -1,9 +1,8 @@
 """`SmtpMailer`: sends fastapi-mail messages over a pool of SMTP sessions, retrying what may pass.
 
-fastapi-mail's `FastMail.send_message` opens a connection, negotiates TLS with a new TLS
-context, logs in, sends and quits for every call. This mailer keeps up to MAIL_POOL_SIZE
-sessions open and reuses them, with one TLS context for every connection, so a message costs a
-single SMTP transaction. Messages are still built by fastapi-mail, once per message.
+fastapi-mail's `FastMail.send_message` connects, negotiates TLS with a new TLS context, logs in, sends
+and quits for every call. This mailer keeps up to MAIL_POOL_SIZE sessions open with one TLS context for
+every connection, so a message costs one SMTP transaction; fastapi-mail still builds it, once.
 
 Transient failures (lost connection, timeout, 4xx reply) are retried with exponential backoff
 and jitter, but for throttling replies (`throttling.py`: the caller slows down); permanent ones
@@ -12,10 +11,7 @@ reply to the end of the data (`DeliveryOutcomeUnknownError`): the message may ha
 delivered, so the caller decides whether to send it again. While a send waits for that reply
 (up to MAIL_DATA_TIMEOUT), the server holds the message: `awaiting_reply` tells a caller about
 to cancel it. A pooled session the server closed is replaced without counting as an attempt.
-How to log in and how to sign are given (`Login`, `Sign`): the package's `Mailer` passes those its
-settings ask for.
-
-A mailer belongs to the event loop that first uses it.
+`Login` and `Sign` come from the package's `Mailer`. A mailer belongs to the loop that first uses it.
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ from .backoff import backoff
 from .errors import MailError, PermanentMailError, TransientMailError, classify, is_disconnect, printable
 from .events import MailEvents
 from .message import Envelope, MessageBuilder, Sign
+from .parts import Attachment
 from .pool import SessionPool
 from .session import Login
 from .settings import SmtpSettings
@@ -111,7 +108,11 @@ class SmtpMailer:
         return task in self._awaiting_reply
 
     async def send(
-        self, message: MessageSchema, *, recipients: Sequence[str] | None = None
+        self,
+        message: MessageSchema,
+        *,
+        recipients: Sequence[str] | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> DeliveryResult:
         """Send `message`; raises `MailError` (and nothing else but cancellation) when it cannot be delivered.
 
@@ -119,14 +120,14 @@ class SmtpMailer:
         raises `MailerClosedError`, a `MailError` too. `recipients` limits the envelope to some of
         the message's addresses (e.g. those a server deferred; the result names them as given); by
         default it holds every To, Cc and Bcc address. A `Message-ID` in `message.headers` is kept
-        (the same on every attempt).
+        (the same on every attempt). `attachments` (files, inline images) are encoded once (`parts.py`).
         """
         self._ensure_open()
         self._in_flight += 1
         self._drained.clear()
         try:
             try:
-                envelope = await self._builder.build(message, recipients)
+                envelope = await self._builder.build(message, recipients, attachments=attachments)
             except Exception as error:
                 raise classify(error, "building the message", self._secrets) from error
             return await self._deliver(envelope)

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from .addresses import ascii_domain, international_addresses, outgoing_addresses
 from .errors import printable
 from .mime import drop_multipart_encodings, serialize, single_message_id
+from .parts import Attachment, add_parts, splice
 from .settings import SmtpSettings
 
 __all__ = ["NOTIFICATION_ID_HEADER", "Envelope", "MessageBuilder", "connection_config"]
@@ -46,7 +47,8 @@ class Envelope:
     notification_id: str
     sender: str
     recipients: tuple[str, ...]
-    data: bytes
+    data: bytes | bytearray
+    """A bytearray when attachments were spliced in (no second copy of a large message)."""
     mail_options: tuple[str, ...]
     named: Mapping[str, str] = field(default_factory=dict)
 
@@ -106,12 +108,18 @@ class MessageBuilder:
         self._fastmail = FastMail(connection_config(settings))
         self._sign = sign
 
-    async def build(self, message: MessageSchema, only: Sequence[str] | None = None) -> Envelope:
+    async def build(
+        self,
+        message: MessageSchema,
+        only: Sequence[str] | None = None,
+        *,
+        attachments: Sequence[Attachment] = (),
+    ) -> Envelope:
         """The envelope of `message`, to all its To, Cc and Bcc addresses or `only` to those given (their
         international domains as A-labels, as in the headers, so an ASCII local part needs no SMTPUTF8).
 
         A Message-ID in `message.headers` is kept (the same on every attempt); otherwise one on MAIL_FROM's
-        domain is made.
+        domain is made. `attachments` are added as parts (see `parts.add_parts`), encoded once.
         Raises what fastapi-mail or the serializer raised (`ValueError` for a header that cannot be sent).
         """
         message = outgoing_addresses(message, self._sender)
@@ -123,19 +131,24 @@ class MessageBuilder:
         mime = international_addresses(
             single_message_id(drop_multipart_encodings(built[0] if isinstance(built, list) else built))
         )
+        mime, contents = add_parts(mime, attachments) if attachments else (mime, {})
         sender = extract_sender(mime)
         as_given = tuple(extract_recipients(mime)) if only is None else tuple(only)
         recipients = tuple(ascii_domain(address) for address in as_given)
         if not sender or not recipients:
             raise ValueError("the message needs a sender and at least one recipient")
         utf8 = not all(address.isascii() for address in (sender, *recipients))
-        data = serialize(mime, utf8=utf8)
+        data: bytes | bytearray = serialize(mime, utf8=utf8)
+        if contents:
+            data = splice(bytes(data), contents)
+        if self._sign is not None:
+            data = self._sign(bytes(data))
         return Envelope(
             message_id=str(mime.get("Message-ID", "")),
             notification_id=printable(str(mime.get(NOTIFICATION_ID_HEADER, ""))),
             sender=sender,
             recipients=recipients,
-            data=self._sign(data) if self._sign is not None else data,
+            data=data,
             mail_options=("SMTPUTF8",) if utf8 else (),
             named={sent: name for sent, name in zip(recipients, as_given, strict=True) if sent != name},
         )

@@ -14,27 +14,62 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 from aiosmtplib.email import parse_address
 
-from .errors import DeliveryOutcomeUnknownError
+from .errors import DeliveryOutcomeUnknownError, PermanentMailError
 from .session import greet
 
-__all__ = ["transact"]
+__all__ = ["MessageTooLargeError", "transact"]
 
 _START_INPUT = 354
 _COMPLETED = 250
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+_TOO_LARGE = 552
+_WRITE_SLICE = 256 * 1024
+
+
+class MessageTooLargeError(PermanentMailError):
+    """The message is larger than the server's advertised SIZE: it would be refused on every attempt."""
+
+
+def _crlf(data: bytes | bytearray) -> bytes | bytearray:
+    """`data` with CRLF line ends; `data` itself when it has them already (counting is cheaper than copying)."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
+        return data
+    return _LINE_END.sub(b"\r\n", data)
+
+
+async def _write(protocol: Any, payload: bytes | bytearray) -> None:
+    """Write `payload` in slices, each after the transport drained the last (flow control), so that TLS and the
+    socket buffer hold about a slice of a large message, not a copy of all of it. A connection lost meanwhile
+    raises `ConnectionResetError`: the message did not go out."""
+    view = memoryview(payload)
+    for start in range(0, len(view), _WRITE_SLICE):
+        protocol.write(cast(bytes, view[start : start + _WRITE_SLICE]))  # the transport takes any bytes-like
+        await protocol._drain_helper()  # aiosmtplib's StreamWriter.drain(): returns at once unless paused
+
+
+def _check_size(smtp: aiosmtplib.SMTP, size: int, action: str) -> None:
+    """Raise `MessageTooLargeError` when the server advertises a SIZE limit below `size`."""
+    limit = smtp.esmtp_extensions.get("size", "")
+    if limit.isdigit() and 0 < int(limit) < size:
+        raise MessageTooLargeError(
+            f"{action} failed: the message is {size} bytes, over the {int(limit)} bytes the server accepts "
+            "(its SIZE); send smaller or fewer attachments",
+            reply_code=_TOO_LARGE,
+        )
 
 
 async def transact(
     smtp: aiosmtplib.SMTP,
     sender: str,
     recipients: tuple[str, ...],
-    data: bytes,
+    data: bytes | bytearray,
     *,
     mail_options: tuple[str, ...],
     data_timeout: float,
@@ -56,11 +91,12 @@ async def transact(
     utf8 = "SMTPUTF8" in mail_options
     if utf8 and not smtp.supports_extension("smtputf8"):
         raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server")
-    payload = _LINE_END.sub(b"\r\n", data)
+    payload = _crlf(data)
     if not payload.endswith(b"\r\n"):
-        payload += b"\r\n"
+        payload = payload + b"\r\n"
     options = list(mail_options)
     if smtp.supports_extension("size"):
+        _check_size(smtp, len(payload), action)
         options.insert(0, f"SIZE={len(payload)}")
     encoding = "utf-8" if utf8 else "ascii"
     refused: dict[str, aiosmtplib.SMTPResponse] = {}
@@ -88,7 +124,10 @@ async def transact(
     protocol = smtp.protocol
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    protocol.write(_LEADING_DOT.sub(b"..", payload) + b".\r\n")  # RFC 5321 4.5.2 dot-stuffing
+    if _LEADING_DOT.search(payload):  # RFC 5321 4.5.2 dot-stuffing (searching first spares a copy)
+        payload = _LEADING_DOT.sub(b"..", payload)
+    await _write(protocol, payload)
+    protocol.write(b".\r\n")
     task = asyncio.current_task()
     if task is not None:
         waiting.add(task)

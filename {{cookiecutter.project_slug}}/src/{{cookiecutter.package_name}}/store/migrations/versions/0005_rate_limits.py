@@ -1,14 +1,14 @@
 """The rate limits shared by every process when the service has no Redis: one row per admission.
 
 Revision ID: 0005
-Revises: 0003 (the head it was written on; should another migration land first, 0005 goes after it)
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
