@@ -9,9 +9,9 @@ STARTTLS + AUTH sink (its own process, see common.py):
 - service-sqlite-metrics-off: service-sqlite with METRICS_ENABLED=false (no counting, no /metrics),
   for the cost of the Prometheus metrics, which service-sqlite counts (and a scrape reads once a run);
 - naive: BackgroundTasks + FastMail.send_message per notification (naive_app.py);
-- send_many: no HTTP, no store: the project's `Mailer.send_many` (this process, uvloop like the
-  services, a warm pool) sends the very emails the service builds for the same notifications (its
-  `to_message`: the same MIME, the same size), the pool's own rate. POST to delivered / send_many is the
+- send_many: no HTTP, no store: the project's `Mailer` pool as `send_many` uses it (this process, uvloop
+  like the services, a warm pool) sends the very emails the service composes for the same notifications
+  (its `Composer`: the same MIME and inline parts, the same size), the pool's own rate. POST to delivered / send_many is the
   share of the pool's rate that the durable path keeps, the figure that holds across machines.
 
 The clock runs from the first POST (or the first message handed to send_many) until the sink has
@@ -191,12 +191,15 @@ def measure(sink: Sink, port: int, count: int, concurrency: int) -> dict[str, fl
 
 
 def send_many_rate(project: Project, sink: Sink, tls: Tls, count: int) -> dict[str, float]:
-    """Messages per second of the project's `Mailer.send_many` to the sink, for the emails the service would
-    send for `count` notifications like those `post_notifications` posts (a warm pool of MAIL_POOL_SIZE)."""
+    """Messages per second of the project's `Mailer` pool to the sink, sending the emails the service composes
+    for `count` notifications like those `post_notifications` posts (their inline parts too), as
+    `send_many` does: MAIL_POOL_SIZE workers over one warm pool."""
     package = project.package
     mail = importlib.import_module(f"{package}.mail")
     notifications = importlib.import_module(f"{package}.notifications")
+    message_settings = importlib.import_module(f"{package}.notifications.settings").MessageSettings()
     service_name = importlib.import_module(package).SERVICE_NAME
+    composer = notifications.Composer.load(message_settings, service_name=service_name, sender=SENDER)
     settings = mail.MailSettings(
         server="localhost",
         port=sink.port,
@@ -208,27 +211,30 @@ def send_many_rate(project: Project, sink: Sink, tls: Tls, count: int) -> dict[s
         cert_bundle=tls.ca_file,
         timeout=10,
     )
-    messages = [
-        notifications.to_message(
+    emails = [
+        composer.compose(
             notifications.Notification(
                 id=uuid.uuid4().hex, to=[f"user{number}@example.com"], subject=f"#{number}", body=BODY
-            ),
-            service_name,
-            SENDER,
+            )
         )
         for number in range(count)
     ]
 
+    async def send_all(mailer: Any, batch: list[Any]) -> None:
+        queue = iter(batch)  # send_many's workers, with each email's parts (send_many takes none)
+
+        async def worker() -> None:
+            for email in queue:
+                await mailer.send(email.message, attachments=email.parts)
+
+        await asyncio.gather(*(worker() for _ in range(settings.pool_size)))
+
     async def run() -> float:
         async with mail.Mailer(settings) as mailer:
-            await mailer.send_many(messages[: settings.pool_size])  # warm: the service's pool is open too
+            await send_all(mailer, emails[: settings.pool_size])  # warm: the service's pool is open too
             started = time.perf_counter()
-            results = await mailer.send_many(messages)
-            elapsed = time.perf_counter() - started
-        failed = [each for each in results if isinstance(each, mail.MailError)]
-        if failed:
-            raise SystemExit(f"send_many: {len(failed)} messages failed, the first with: {failed[0]}")
-        return elapsed
+            await send_all(mailer, emails)
+            return time.perf_counter() - started
 
     elapsed = run_loop(run())
     return {"delivered_per_s": count / elapsed, "accepted_per_s": count / elapsed}

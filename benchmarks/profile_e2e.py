@@ -67,6 +67,7 @@ HOOKS = {
     ("store.repository", "NotificationStore", "extend"): LEASE,
     ("store.repository", "NotificationStore", "extend_many"): LEASE,
     ("delivery.dispatcher", None, "to_message"): MIME,
+    ("notifications.compose", "Composer", "compose"): MIME,
     ("mail.core.message", "MessageBuilder", "build"): MIME,
     ("mail.core.mailer", "SmtpMailer", "send"): SMTP,
 }
