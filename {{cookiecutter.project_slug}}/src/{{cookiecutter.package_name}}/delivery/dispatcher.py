@@ -94,16 +94,42 @@ class Dispatcher:
         self._changed = asyncio.Event()
         self._claiming = asyncio.Lock()
         """Held while claimed notifications are not yet in flight, so `stop` waits for their sends too."""
+        self._low_water = min(2 * mailer.settings.pool_size, settings.concurrency)
+        """Fewer sends in flight than this: claim more now (two per SMTP session keep each one busy)."""
+        self._renewal: asyncio.Task[None] | None = None
+        self._recording = 0
+        """Sends in flight whose outcome is being committed."""
+        self._look = True
+        """Something may be due that no claim has looked for yet."""
         self._stopping = False
         self._last_purge = 0.0
 
     def wake(self) -> None:
         """Look for due notifications now (a new one was committed)."""
-        self._changed.set()
+        self._look = True
+        if self._wants_claim():
+            self._changed.set()
+
+    def _wants_claim(self) -> bool:
+        """Whether a claim is worth a transaction now: something may be due, a slot is free, and the sends in flight
+        (not those recording their outcome) no longer keep every SMTP session busy: under load, one claim then
+        takes what arrived meanwhile."""
+        in_flight = len(self._in_flight)
+        return (
+            self._look
+            and in_flight - self._recording < self._low_water
+            and in_flight < self._settings.concurrency
+        )
 
     async def run(self) -> None:
-        """Claim and send due notifications until `stop()`; purge old ones every hour."""
+        """Claim and send due notifications until `stop()`; purge old ones every hour.
+
+        It claims when woken by a new notification, when its sends in flight run low while more may be due, and
+        every DELIVERY_POLL_INTERVAL (retries whose time came, expired leases, other processes' notifications).
+        """
         loop = asyncio.get_running_loop()
+        if self._renewal is None:
+            self._renewal = asyncio.create_task(self._renew_leases(), name="lease-renewal")
         while not self._stopping:
             self._changed.clear()
             if loop.time() - self._last_purge >= PURGE_INTERVAL:
@@ -112,11 +138,11 @@ class Dispatcher:
                     await self.purge()
                 except Exception:
                     logger.exception("retention: purging old notifications failed; trying again in an hour")
-            free, wait = self._settings.concurrency - len(self._in_flight), self._settings.poll_interval
-            # Under load, claim in batches (a quarter of the slots at least): fewer, larger transactions.
-            if free > 0 and (free * 4 >= self._settings.concurrency or not self._in_flight):
+            if self._wants_claim():
+                free, wait = self._settings.concurrency - len(self._in_flight), self._settings.poll_interval
                 async with self._claiming:  # `stop` waits for what it claims to be in flight
                     allowed, blocked = await self._holding.claimable(free)
+                    self._look = False  # what is committed from now on wakes it again
                     try:
                         claimed = await self.store.claim(allowed, self._settings.lease) if allowed else []
                         admitted = await self._holding.admit(claimed)
@@ -125,14 +151,18 @@ class Dispatcher:
                         claimed = admitted = []
                     for record in admitted:
                         self._start(record)
-                if claimed and len(claimed) == allowed:
+                if claimed and len(claimed) == allowed:  # there may be more
+                    self._look = True
                     continue
                 if not allowed:  # a limit is reached: nothing to claim until it frees (or stop)
+                    self._look = True
                     await self._pause(min(blocked, wait))
                     continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+            try:
+                async with asyncio.timeout(self._settings.poll_interval):
                     await self._changed.wait()
+            except TimeoutError:
+                self._look = True
 
     async def _pause(self, seconds: float) -> None:
         """Wait `seconds` (a new notification does not end the wait; a stop does)."""
@@ -149,7 +179,8 @@ class Dispatcher:
 
         def done(finished: asyncio.Task[None]) -> None:
             self._in_flight.pop(finished, None)
-            self._changed.set()
+            if self._wants_claim():
+                self._changed.set()
 
         task.add_done_callback(done)
 
@@ -166,6 +197,15 @@ class Dispatcher:
         self._changed.set()
         async with self._claiming:  # a claim under way puts its notifications in flight first
             pass
+        try:
+            await self._finish_in_flight()
+        finally:
+            if self._renewal is not None:
+                self._renewal.cancel()
+                await asyncio.gather(self._renewal, return_exceptions=True)
+
+    async def _finish_in_flight(self) -> None:
+        """The waiting part of `stop()`, while the leases of the sends in flight are still renewed."""
         if not self._in_flight:
             return
         _, late = await asyncio.wait(set(self._in_flight), timeout=self._settings.shutdown_timeout)
@@ -219,31 +259,40 @@ class Dispatcher:
         if not claimed:
             return None
         with log_context(claimed[0].id, claimed[0].request_id):
-            return await self._deliver(claimed[0])
+            return await self._deliver(claimed[0], renew=True)
 
     async def deliver(self, record: NotificationRecord) -> None:
         """Send one claimed notification and record the outcome; never raises (but for cancellation)."""
         with log_context(record.id, record.request_id):
             try:
-                await self._deliver(record)
+                await self._deliver(record, renew=False)  # `run` renews the leases in flight together
             except Exception:
                 logger.exception(
                     "notification %s: recording the outcome failed; retried after the lease", record.id
                 )
 
-    async def _deliver(self, record: NotificationRecord) -> Status:
-        """Send and record, inside the `log_context` of `record`: every line logged meanwhile names it."""
-        renewal = asyncio.create_task(self._keep_lease(record), name=f"lease-{record.id}")
+    async def _deliver(self, record: NotificationRecord, *, renew: bool) -> Status:
+        """Send and record, inside the `log_context` of `record`: every line logged meanwhile names it.
+        `renew`: renew its lease while the send runs (else the caller does)."""
+        renewal = asyncio.create_task(self._keep_lease(record), name=f"lease-{record.id}") if renew else None
         try:
             skipped = await self._feedback.suppressed(self.store, record)
             attempt = await self._attempt(record, skipped)
         finally:
-            renewal.cancel()
-        if isinstance(attempt, tuple):  # held back by a throttling or quota reply: not an attempt
-            await self._holding.hold(record, *attempt)
-            return Status.QUEUED
-        outcome = self._feedback.complete(record, attempt, skipped)
-        if await self.store.record(record, outcome):
+            if renewal is not None:
+                renewal.cancel()
+        self._recording += 1  # its send is over: no longer what keeps the SMTP sessions busy
+        if self._wants_claim():
+            self._changed.set()
+        try:
+            if isinstance(attempt, tuple):  # held back by a throttling or quota reply: not an attempt
+                await self._holding.hold(record, *attempt)
+                return Status.QUEUED
+            outcome = self._feedback.complete(record, attempt, skipped)
+            recorded = await self.store.record(record, outcome)
+        finally:
+            self._recording -= 1
+        if recorded:
             self._events.recorded(record, outcome.status)
             if outcome.status != Status.SENT:  # a sent one was logged as delivered
                 logger.warning("notification %s %s: %s", record.id, outcome.status, outcome.reply)
@@ -264,6 +313,23 @@ class Dispatcher:
                     break
             except Exception:  # the store is away: the lease may lapse; the next renewal tries again
                 logger.warning("notification %s: renewing its lease failed", record.id, exc_info=True)
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases of every send in flight every third of DELIVERY_LEASE, in one transaction (see
+        `_keep_lease`); runs until `stop()` has waited for them."""
+        lease = self._settings.lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            renewals = [self.store.extend(record, lease) for record in list(self._in_flight.values())]
+            failed = [
+                each
+                for each in await asyncio.gather(*renewals, return_exceptions=True)
+                if isinstance(each, Exception)
+            ]
+            if failed:  # the store is away: the leases may lapse; the next renewal tries again
+                logger.warning(
+                    "renewing the leases of %d send(s) failed (%s)", len(failed), type(failed[0]).__name__
+                )
 
     async def _attempt(
         self, record: NotificationRecord, skipped: dict[str, Suppression]

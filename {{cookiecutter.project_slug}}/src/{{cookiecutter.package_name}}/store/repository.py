@@ -17,11 +17,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.pool import PoolResetState
+from sqlalchemy.sql.elements import ClauseElement
 
 from .attachments import ATTACHMENTS_KEY, AttachmentRecord
 from .events import RecipientEvents, insert_rows, purge_feedback
 from .models import NotificationRecord, Priority, Status
 from .outbox import Outbox
+from .statements import INSERT, LEASED, LeaseLostError, claim_statement, leased_batches, leased_update
 from .suppressions import SuppressionList
 
 __all__ = [
@@ -46,6 +49,15 @@ Change: TypeAlias = tuple[str, str | None, dict[str, Any], Sequence[tuple[Table,
 OUTCOME_UNKNOWN = "outcome_unknown"
 """The `outcome` of an attempt whose message went out but got no reply: the server may have accepted it, or not.
 (Every other attempt's `outcome` is the status it led to.)"""
+
+
+def brought_rows(changes: Sequence[Change], applied: list[bool]) -> list[tuple[Table, list[dict[str, Any]]]]:
+    """The rows the applied `changes` bring (their recipient and outgoing events), one group per table."""
+    groups: dict[Table, list[dict[str, Any]]] = {}
+    for (_, _, _, rows), done in zip(changes, applied, strict=True):
+        for table, group in rows if done else ():
+            groups.setdefault(table, []).extend(group)
+    return list(groups.items())
 
 
 class IdempotencyKeyReusedError(ValueError):
@@ -99,7 +111,15 @@ def utcnow() -> datetime:
 def open_engine(url: str) -> AsyncEngine:
     """An engine for `url`; SQLite files get WAL journaling, so readers never wait for the writer, and are
     created readable by their owner only (they hold every body and recipient)."""
-    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"), pool_reset_on_return=None)
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _reset(connection: Any, _: object, state: PoolResetState) -> None:
+        # A connection returned after its transaction ended (commit) needs no ROLLBACK: one round trip less
+        # per transaction (SQLite: one hop to aiosqlite's thread).
+        if not state.terminate_only and not state.transaction_was_reset and in_transaction(connection):
+            connection.rollback()
+
     database = make_url(url)
     if database.get_backend_name() == "sqlite":
         if database.database and database.database != ":memory:":
@@ -115,6 +135,16 @@ def open_engine(url: str) -> AsyncEngine:
             cursor.close()
 
     return engine
+
+
+def in_transaction(connection: Any) -> bool:
+    """Whether the driver's connection under SQLAlchemy's adapter `connection` is in a transaction (True when
+    the driver cannot tell)."""
+    driver = connection.driver_connection
+    if isinstance(flag := getattr(driver, "in_transaction", None), bool):  # aiosqlite
+        return flag
+    check = getattr(driver, "is_in_transaction", None)  # asyncpg
+    return bool(check()) if callable(check) else True
 
 
 def create_private(file: Path) -> None:
@@ -182,6 +212,8 @@ class NotificationStore:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, sync_session_class=ClientSession)
         single_writer = engine.dialect.name == "sqlite"
+        self._leased = LEASED if single_writer else LEASED.with_for_update()
+        self._counts_rows = engine.dialect.supports_sane_multi_rowcount and engine.dialect.name == "sqlite"
         self._write_lock: WriteLock = asyncio.Lock() if single_writer else contextlib.nullcontext()
         self._inserts: GroupCommit[dict[str, Any]] = GroupCommit(self._insert)
         self._outcomes: GroupCommit[Change] = GroupCommit(self._update)
@@ -196,12 +228,42 @@ class NotificationStore:
         files = [file for row in rows for file in row.get(ATTACHMENTS_KEY, ())]
         rows = [{name: value for name, value in row.items() if name != ATTACHMENTS_KEY} for row in rows]
         async with self._write_lock, self.engine.begin() as connection:
-            await connection.execute(insert(NotificationRecord), rows)
+            await connection.execute(INSERT, rows)
             if files:
                 await connection.execute(insert(AttachmentRecord), files)
         return [True] * len(rows)
 
     async def _update(self, changes: list[Change]) -> list[bool]:
+        """Apply each change whose lease `token` still holds, with the rows it brings (recipient and outgoing
+        events), in one transaction: one statement per set of columns changed (executemany), whatever the number
+        of notifications. Returns which were applied.
+
+        SQLite counts the rows an executemany changed: when every change applied, that count says so and no
+        lease needs reading first; otherwise the transaction is rolled back and done again, leases read. A batch
+        with a change computed in SQL (`hold`) runs one statement per change."""
+        if any(isinstance(value, ClauseElement) for _, _, values, _ in changes for value in values.values()):
+            return await self._update_each(changes)
+        if self._counts_rows:
+            with contextlib.suppress(LeaseLostError):
+                async with self._write_lock, self.engine.begin() as connection:
+                    applied = 0
+                    for columns, rows in leased_batches(changes, [True] * len(changes)).items():
+                        applied += (await connection.execute(leased_update(columns), rows)).rowcount
+                    if applied != len(changes):
+                        raise LeaseLostError
+                    await insert_rows(connection, brought_rows(changes, [True] * len(changes)))
+                return [True] * len(changes)
+        async with self._write_lock, self.engine.begin() as connection:
+            found = await connection.execute(self._leased, {"ids": [change[0] for change in changes]})
+            holders = {row[0]: row[1] for row in found}
+            results = [token is not None and holders.get(each) == token for each, token, _, _ in changes]
+            for columns, rows in leased_batches(changes, results).items():  # the WHERE still guards each row
+                await connection.execute(leased_update(columns), rows)
+            await insert_rows(connection, brought_rows(changes, results))
+        return results
+
+    async def _update_each(self, changes: list[Change]) -> list[bool]:
+        """`_update`, one statement per change (for values computed in SQL)."""
         table = NotificationRecord
         results = []
         async with self._write_lock, self.engine.begin() as connection:
@@ -257,34 +319,18 @@ class NotificationStore:
         claimed, and returned, by priority, then by due time.
         """
         now = utcnow()
-        table = NotificationRecord
-        due = or_(
-            and_(table.status.in_(CLAIMABLE), table.next_attempt_at <= now),
-            and_(table.status == Status.SENDING, table.lease_until < now),
-        )
+        params = {
+            "now": now,
+            "limit": limit,
+            "token": uuid.uuid4().hex,
+            "until": now + timedelta(seconds=lease),
+        }
         if notification_id is not None:
-            due = and_(due, table.id == notification_id)
-        candidates = (
-            select(table.id)
-            .where(due)
-            .order_by(table.priority, table.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        claim = (
-            update(table)
-            .where(table.id.in_(candidates), due)
-            .values(
-                status=Status.SENDING,
-                lease_token=uuid.uuid4().hex,
-                lease_until=now + timedelta(seconds=lease),
-                attempt_count=table.attempt_count + 1,
-            )
-            .returning(table)
-            .execution_options(synchronize_session=False)
-        )
+            params["one"] = notification_id
         async with self._write_lock, self._sessions.begin() as session:
-            claimed = list(await session.scalars(claim))
+            claimed = list(
+                await session.scalars(claim_statement(notification_id is not None, CLAIMABLE), params)
+            )
         return sorted(claimed, key=lambda record: (record.priority, record.next_attempt_at))
 
     async def extend(self, claimed: NotificationRecord, lease: float) -> bool:
