@@ -1,4 +1,4 @@
-"""Celery workers: `celery -A oscis_mail_service.worker worker` sends the notifications the service queued.
+"""Celery workers: `celery -A {{ cookiecutter.package_name }}.worker worker` sends the notifications the service queued.
 
 Each message carries a notification id. The worker claims that notification in the store with a
 lease (DELIVERY_LEASE) and sends it through its process's pooled `Mailer`; a notification already
