@@ -53,6 +53,7 @@ from common import (
     Sink,
     Tls,
     free_port,
+    http_exchange,
     mail_env,
     make_tls,
     render_project,
@@ -160,14 +161,7 @@ async def post_notifications(port: int, count: int, concurrency: int) -> list[st
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for data in requests:
-                writer.write(data)
-                status = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                answer = await reader.readexactly(length)
+                status, answer = await http_exchange(reader, writer, data)
                 if not status.startswith(b"HTTP/1.1 202"):
                     raise SystemExit(
                         f"POST /notifications answered {status.decode().strip()}: {answer.decode()}"

@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from bench_e2e import API_KEY, migrate, serving
-from common import BODY, Project, Sink, mail_env, make_tls, render_project, workspace
+from common import BODY, Project, Sink, http_exchange, mail_env, make_tls, render_project, workspace
 
 SIGNING_KEY = secrets.token_hex(16)
 SENDGRID_BATCH = 100
@@ -100,14 +100,7 @@ async def post_all(port: int, requests: list[bytes], concurrency: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for data in pending:
-                writer.write(data)
-                status = await reader.readline()
-                length = 0
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                answer = await reader.readexactly(length)
+                status, answer = await http_exchange(reader, writer, data)
                 if not status.startswith(b"HTTP/1.1 200"):
                     raise SystemExit(
                         f"POST /webhooks/... answered {status.decode().strip()}: {answer.decode()}"

@@ -7,6 +7,7 @@ measures the client, not itself.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import os
@@ -117,6 +118,20 @@ def messages(count: int) -> list[Any]:
         )
         for number in range(count)
     ]
+
+
+async def http_exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[bytes, bytes]:
+    """Send one HTTP/1.1 `request` on a keep-alive connection; return its status line and its body."""
+    writer.write(request)
+    status = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
 
 
 def free_port() -> int:
